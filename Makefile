@@ -1,0 +1,72 @@
+# vaegan: the README's two commands are `make quickstart` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The torch-free runtime test runs in a Python 3.10 venv (JetPack 6's Python) without torch.
+PYTHON310 ?= $(shell command -v python3.10 || ls $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.10*/bin/python3.10 2>/dev/null | head -1)
+VENV310 ?= .venv310
+RUN ?= runs/digits
+ART ?= artifacts/digits
+EPOCHS ?= 20
+FIXTURE := build/fixture-artifacts
+# torch is pinned to the CPU build served on these machines; a bare `torch` would pull a CUDA build.
+TORCH_PIN ?= torch==2.13.0
+
+.PHONY: setup quickstart test lint unit runtime-py310 fixture quality bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_PIN)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+## One command: set up, train on the bundled digits, evaluate, export every precision, sample.
+quickstart: setup
+	$(VENV)/bin/vaegan train --data digits --epochs $(EPOCHS) --out $(RUN) $(if $(wildcard $(RUN)/train_state.pt),--resume $(RUN),)
+	$(VENV)/bin/vaegan eval $(RUN) --json $(RUN)/eval.json
+	$(VENV)/bin/vaegan export $(RUN) --out $(ART) --precision fp32,fp16,int8 --openvino --triton --force
+	$(VENV)/bin/vaegan sample $(ART) -n 64 --seed 0 --out $(ART)/samples.png
+	$(VENV)/bin/vaegan sample $(ART) -n 64 --seed 0 --precision int8 --out $(ART)/samples_int8.png
+	$(VENV)/bin/vaegan info $(ART)
+	@echo
+	@echo "Pictures: $(RUN)/samples/ (per epoch), $(ART)/samples.png, $(ART)/samples_int8.png"
+	@echo "Numbers:  $(RUN)/eval.json, $(RUN)/metrics.jsonl, $(ART)/manifest.json (parity and quality per precision)"
+
+## One command: set up and run every test (lint, unit and integration tests, the torch-free runtime on Python 3.10).
+test: setup lint unit runtime-py310
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+unit: setup fixture
+	VAEGAN_FIXTURE=$(FIXTURE) $(PY) -m pytest -q -p no:cacheprovider --benchmark-disable
+
+$(FIXTURE)/manifest.json: setup $(wildcard vaegan/*.py vaegan/*/*.py)
+	$(PY) tests/make_fixture.py $(FIXTURE)
+
+fixture: $(FIXTURE)/manifest.json
+
+$(VENV310)/.installed: pyproject.toml
+	@test -n "$(PYTHON310)" || { echo "Python 3.10 not found: install it (pyenv install 3.10) or set PYTHON310=/path/to/python3.10"; exit 2; }
+	$(PYTHON310) -m venv $(VENV310)
+	$(VENV310)/bin/python -m pip install -q --upgrade pip
+	$(VENV310)/bin/python -m pip install -q -e ".[serve,openvino]" "pytest>=8.0" "hypothesis>=6.100" "httpx>=0.27"
+	touch $@
+
+runtime-py310: $(VENV310)/.installed fixture
+	$(VENV310)/bin/python -c "import importlib.util, sys; sys.exit('torch must not be installed here' if importlib.util.find_spec('torch') else 0)"
+	VAEGAN_FIXTURE=$(FIXTURE) $(VENV310)/bin/python -m pytest -q -p no:cacheprovider tests/runtime
+
+quality: setup
+	$(PY) benchmarks/quality.py
+
+bench: setup
+	$(PY) -m pytest benchmarks -q -p no:cacheprovider --benchmark-only
+
+clean:
+	rm -rf $(VENV) $(VENV310) build runs artifacts

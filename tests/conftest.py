@@ -1,0 +1,39 @@
+"""Shared helpers: a tiny model config, running the real CLI in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--image-size", "16", "--width", "8", "--latent-dim", "8", "--batch-size", "16"]
+
+
+def run_cli(*args: str, timeout: float = 600, env: dict | None = None, cwd: Path | None = None):
+    """Run `python -m vaegan ARGS` for real; return the CompletedProcess."""
+    e = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "vaegan", *args], capture_output=True, text=True, timeout=timeout, env=e, cwd=cwd
+    )
+
+
+def tiny_run_config(**train):
+    from vaegan.config import ModelConfig, RunConfig, TrainConfig
+
+    tc = dict(max_steps=8, batch_size=16, log_every=2, checkpoint_every=4)
+    tc.update(train)
+    return RunConfig(model=ModelConfig(image_size=16, width=8, latent_dim=8), train=TrainConfig(**tc))
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> Path:
+    """A short real vaegan training run on digits, shared by the tests that only read it."""
+    from vaegan.trainer.loop import train
+
+    out = tmp_path_factory.mktemp("run") / "digits"
+    train(tiny_run_config(max_steps=30, checkpoint_every=10), out, progress=False)
+    return out

@@ -1,0 +1,66 @@
+"""Who learns from what: the routing rules of Larsen et al.'s VAE-GAN."""
+
+import torch
+
+from vaegan.config import ModelConfig
+from vaegan.trainer.losses import diff_augment, discriminator_loss, generator_gan_loss, vae_losses
+from vaegan.trainer.models import build_models
+
+
+def _setup():
+    torch.manual_seed(0)
+    m = build_models(ModelConfig(image_size=16, width=8, latent_dim=8))
+    x = torch.rand(6, 1, 16, 16) * 2 - 1
+    return m, x
+
+
+def _grad_norm(module) -> float:
+    return sum(float(p.grad.abs().sum()) for p in module.parameters() if p.grad is not None)
+
+
+def test_gan_loss_gives_no_gradient_to_the_encoder():
+    m, x = _setup()
+    _, z, _ = vae_losses(m, x, kl_weight=1, gamma=1, pixel_weight=1, use_features=True, train_encoder=True)
+    gan, _ = generator_gan_loss(m, z, torch.randn(6, 8), "hinge", augment=True)
+    gan.backward()
+    assert _grad_norm(m.decoder) > 0
+    assert _grad_norm(m.encoder) == 0.0
+
+
+def test_reconstruction_loss_gives_no_gradient_to_the_discriminator():
+    m, x = _setup()
+    m.discriminator.requires_grad_(False)  # as the training loop does for the generator step
+    losses, _, _ = vae_losses(m, x, kl_weight=1, gamma=1, pixel_weight=1, use_features=True, train_encoder=True)
+    losses["rec"].backward()
+    assert _grad_norm(m.encoder) > 0 and _grad_norm(m.decoder) > 0
+    assert all(p.grad is None for p in m.discriminator.parameters())
+
+
+def test_discriminator_loss_trains_only_the_discriminator():
+    m, x = _setup()
+    fake = m.decoder(torch.randn(6, 8))
+    discriminator_loss(m, x, fake, "hinge", augment=True, r1_gamma=1.0).backward()
+    assert _grad_norm(m.discriminator) > 0
+    assert _grad_norm(m.decoder) == 0.0 and _grad_norm(m.encoder) == 0.0
+
+
+def test_gamma_weights_decoder_but_not_encoder():
+    """Encoder gradient of the reconstruction term is the same for any gamma; the decoder's scales."""
+    grads = {}
+    for gamma in (1.0, 4.0):
+        m, x = _setup()
+        torch.manual_seed(1)
+        losses, _, _ = vae_losses(m, x, kl_weight=0, gamma=gamma, pixel_weight=1, use_features=False,
+                                  train_encoder=True)
+        losses["total"].backward()
+        grads[gamma] = (_grad_norm(m.encoder), _grad_norm(m.decoder))
+    assert abs(grads[4.0][0] - grads[1.0][0]) < 1e-4 * grads[1.0][0]
+    assert abs(grads[4.0][1] - 4 * grads[1.0][1]) < 1e-3 * grads[4.0][1]
+
+
+def test_diff_augment_keeps_shape_and_gradient():
+    x = torch.rand(4, 3, 16, 16, requires_grad=True)
+    y = diff_augment(x)
+    assert y.shape == x.shape
+    y.sum().backward()
+    assert x.grad is not None and float(x.grad.abs().sum()) > 0

@@ -1,0 +1,176 @@
+"""The training loop for real: run dirs, checkpoints, resume after SIGKILL, the NaN guard, DDP."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.conftest import ROOT, TINY, run_cli, tiny_run_config
+from vaegan.errors import CheckpointError, TrainingDiverged
+from vaegan.io import read_jsonl
+from vaegan.trainer.checkpoint import load_model, load_state
+from vaegan.trainer.loop import stage_at, train
+
+
+def test_run_dir_contents(trained_run):
+    names = {p.name for p in trained_run.iterdir()}
+    assert {"model.safetensors", "config.json", "train_state.pt", "metrics.jsonl", "samples"} <= names
+    rows = read_jsonl(trained_run / "metrics.jsonl")
+    assert [r["step"] for r in rows] == list(range(2, 31, 2))
+    assert {"vae", "adversarial", "joint"} <= {r["stage"] for r in rows}
+    assert all(np.isfinite(r["loss_total"]) for r in rows)
+    assert any(p.name.startswith("prior_epoch") for p in (trained_run / "samples").iterdir())
+    assert not list(trained_run.glob(".*.tmp"))  # atomic writes leave no temp files
+
+
+def test_checkpoint_round_trip(trained_run):
+    cfg, m = load_model(trained_run)
+    st = load_state(trained_run)
+    assert st["step"] == 30
+    ema = {k.removeprefix("module."): v for k, v in st["ema"].items() if k.startswith("module.")}
+    for k, v in m.decoder.state_dict().items():
+        assert torch.equal(v, ema[k]), k  # export uses the EMA decoder
+    for k, v in m.encoder.state_dict().items():
+        assert torch.equal(v, st["encoder"][k]), k
+    assert cfg.model.image_size == 16 and cfg.data_key and cfg.class_names[0] == "0"
+
+
+def test_config_mismatch_is_reported(trained_run, tmp_path):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(trained_run, bad)
+    c = json.loads((bad / "config.json").read_text())
+    c["model"]["width"] = 12
+    (bad / "config.json").write_text(json.dumps(c))
+    with pytest.raises(CheckpointError, match="does not match"):
+        load_model(bad)
+    (bad / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="not found"):
+        load_model(bad)
+
+
+def test_stage_schedule():
+    cfg = tiny_run_config().train
+    stages = [stage_at(s, 100, cfg) for s in range(100)]
+    assert stages[0] == "vae" and stages[40] == "adversarial" and stages[-1] == "joint"
+    assert stages.index("adversarial") == 30 and stages.index("joint") == 50
+
+
+def test_nan_guard_stops_with_a_resumable_checkpoint(tmp_path):
+    out = tmp_path / "nan"
+    with pytest.raises(TrainingDiverged, match=r"diverged at step \d+.*--resume"):
+        train(tiny_run_config(max_steps=200, lr=1e30, lr_d=1e30, vae_fraction=0.0), out, progress=False)
+    st = load_state(out)
+    assert 0 < st["step"] < 200
+    weights = load_file(out / "model.safetensors")
+    assert all(torch.isfinite(v.float()).all() for v in weights.values())  # no NaN weights written
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_reaches_the_same_step_and_weights(tmp_path):
+    args = ["train", *TINY, "--max-steps", "60", "--checkpoint-every", "5", "--log-every", "5", "--quiet"]
+    ref = tmp_path / "ref"
+    assert run_cli(*args, "--out", str(ref)).returncode == 0
+
+    killed = tmp_path / "killed"
+    p = subprocess.Popen([sys.executable, "-m", "vaegan", *args, "--out", str(killed)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # kill mid-run, after at least two checkpoints
+        rows = read_jsonl(killed / "metrics.jsonl")
+        if rows and rows[-1]["step"] >= 25:
+            break
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert load_state(killed)["step"] < 60  # it really stopped early
+
+    r = run_cli("train", "--resume", str(killed), "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert load_state(killed)["step"] == 60
+    steps = [row["step"] for row in read_jsonl(killed / "metrics.jsonl")]
+    assert steps == list(range(5, 61, 5))  # no duplicated or missing log lines
+    a, b = load_file(ref / "model.safetensors"), load_file(killed / "model.safetensors")
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-5), k  # the same run as if never killed
+
+
+def test_cli_train_then_refuse_to_overwrite(tmp_path):
+    out = tmp_path / "r"
+    r = run_cli("train", *TINY, "--max-steps", "3", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "model.safetensors" in r.stdout
+    r = run_cli("train", *TINY, "--max-steps", "3", "--out", str(out))
+    assert r.returncode == 2 and "--resume" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--image-size", "20"], "power of two"),
+        (["--latent-dim", "0"], "latent dim"),
+        (["--data", "imagenet"], "unknown dataset"),
+        (["--data", "/no/such/dir"], "unknown dataset"),
+        (["--batch-size", "1"], "batch size"),
+        (["--mode", "diffusion"], "diffusion"),
+        (["--epochs", "many"], "many"),
+    ],
+)
+def test_bad_cli_input_is_one_line_and_exit_2(tmp_path, args, needle):
+    r = run_cli("train", "--out", str(tmp_path / "x"), *args)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in r.stderr
+
+
+def test_cli_resume_of_missing_dir(tmp_path):
+    r = run_cli("train", "--resume", str(tmp_path / "nope"))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_cli_help_and_version():
+    r = run_cli("--help")
+    assert r.returncode == 0 and "train" in r.stdout and "export" in r.stdout
+    r = run_cli("train", "--help")
+    assert "--kl-weight" in r.stdout and "default: 4.0" in r.stdout
+    assert run_cli("--version").stdout.strip().startswith("vaegan, version")
+
+
+def test_rgb_folder_at_32(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for label in ("red", "blue"):
+        (tmp_path / "data" / label).mkdir(parents=True)
+        for i in range(20):
+            a = np.zeros((32, 32, 3), np.uint8)
+            a[..., 0 if label == "red" else 2] = rng.integers(100, 255)
+            Image.fromarray(a).save(tmp_path / "data" / label / f"{i}.png")
+    res = train(tiny_run_config(data=str(tmp_path / "data"), max_steps=4), tmp_path / "run", progress=False,
+                infer_channels=True)
+    cfg, m = load_model(res.out)
+    assert cfg.model.channels == 3 and cfg.class_names == ["blue", "red"]
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_gloo(tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "-m", "vaegan", "train", *TINY, "--max-steps", "6", "--checkpoint-every", "3", "--out", str(out), "--quiet"],
+        capture_output=True, text=True, timeout=300, env=env, cwd=ROOT,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.count("trained 6/6 steps") == 1  # rank 0 alone reports and writes
+    st = load_state(out)
+    assert st["step"] == 6 and len(st["rng"]) == 2
+    load_model(out)

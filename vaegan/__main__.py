@@ -1,0 +1,3 @@
+from vaegan.cli import main
+
+main()

@@ -1,0 +1,151 @@
+"""The `vaegan` command line. Heavy imports happen inside each command, so `vaegan sample` and
+`vaegan serve` work where only the torch-free runtime is installed."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from vaegan import __version__
+from vaegan.errors import VaeganError
+
+
+def _fail(msg: str) -> None:
+    click.echo(f"vaegan: error: {msg}", err=True)
+    sys.exit(2)
+
+
+def _csv(kind):
+    def parse(ctx, param, value):
+        if value is None:
+            return None
+        try:
+            items = [kind(v.strip()) for v in str(value).split(",") if v.strip()]
+        except ValueError as e:
+            raise click.BadParameter(f"{value!r} is not a comma-separated list ({e})") from e
+        if not items:
+            raise click.BadParameter("empty list")
+        return items
+
+    return parse
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="vaegan")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def cli(verbose: bool) -> None:
+    """Train small VAE-GAN image generators and deploy them to the edge.
+
+    \b
+    Typical flow:
+      vaegan train  --data digits --out runs/digits        # PyTorch, writes a run dir
+      vaegan eval   runs/digits                            # FD, precision/recall, coverage, PSNR
+      vaegan export runs/digits --out artifacts/digits     # ONNX fp32/fp16/int8 (+ OpenVINO, TensorRT)
+      vaegan sample artifacts/digits -n 64 --out grid.png  # torch-free runtime
+      vaegan serve  artifacts/digits                       # HTTP API
+      vaegan bench  artifacts/digits                       # latency vs PyTorch, ORT, OpenVINO
+    """
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", stream=sys.stderr
+    )
+
+
+# ----------------------------------------------------------------------------------------- train
+@cli.command()
+@click.option("--data", default="digits", show_default=True,
+              help="'digits' (scikit-learn's bundled 8x8 digits, offline), an image folder "
+                   "(subfolders are labels) or an .npz with uint8 'x' [N,H,W(,C)] and optional 'y'.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/latest"),
+              show_default=True, help="Run directory to write (weights, config, metrics, samples).")
+@click.option("--resume", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Continue a run directory where it stopped (after a crash or kill). Uses its config; "
+                   "--epochs/--lr may be raised/lowered.")
+@click.option("--mode", type=click.Choice(["vaegan", "vae", "gan"]), default="vaegan", show_default=True,
+              help="vaegan: staged VAE-GAN; vae / gan: the ablations on the same budget.")
+@click.option("--epochs", type=int, default=None, help="Passes over the training split.  [default: 30]")
+@click.option("--max-steps", type=int, default=0, show_default=True, help="Stop after this many steps (0: epochs decide).")
+@click.option("--batch-size", type=int, default=32, show_default=True, help="Images per step per process.")
+@click.option("--lr", type=float, default=None, help="Encoder/decoder learning rate (Adam).  [default: 1e-3]")
+@click.option("--lr-d", type=float, default=None, help="Discriminator learning rate.  [default: 1e-3]")
+@click.option("--image-size", type=int, default=32, show_default=True, help="Square size, a power of two 16..128.")
+@click.option("--channels", type=click.IntRange(1, 3), default=None, help="1 or 3 (default: from the data).")
+@click.option("--latent-dim", type=int, default=16, show_default=True, help="Size of z.")
+@click.option("--width", type=int, default=16, show_default=True, help="Channels at full resolution (x2 per halving).")
+@click.option("--kl-weight", type=float, default=4.0, show_default=True, help="Weight of the KL prior term.")
+@click.option("--gamma", type=float, default=1.0, show_default=True, help="Decoder's weight on reconstruction vs GAN.")
+@click.option("--gan-loss", type=click.Choice(["hinge", "bce"]), default="hinge", show_default=True)
+@click.option("--gan-weight", type=float, default=1.0, show_default=True, help="Base GAN weight (x adaptive weight).")
+@click.option("--r1", "r1_gamma", type=float, default=0.0, show_default=True, help="R1 penalty on D (0: off).")
+@click.option("--no-diffaug", is_flag=True, help="Turn DiffAugment off.")
+@click.option("--ema-decay", type=float, default=0.999, show_default=True, help="EMA of decoder weights (export uses it).")
+@click.option("--amp", type=click.Choice(["auto", "off", "bf16", "fp16"]), default="auto", show_default=True,
+              help="Mixed precision: auto = bf16/fp16 on CUDA, off on CPU.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds weights, noise and the train/val split.")
+@click.option("--checkpoint-every", type=int, default=100, show_default=True, help="Steps between checkpoints (also every epoch).")
+@click.option("--log-every", type=int, default=20, show_default=True, help="Steps between metrics.jsonl lines.")
+@click.option("--quiet", is_flag=True, help="No progress bar or log lines.")
+def train(**o) -> None:
+    """Train a VAE-GAN (or an ablation) and write a run directory.
+
+    Scale out with `torchrun --nproc-per-node N -m vaegan train ...` (gloo on CPU, NCCL on CUDA).
+    """
+    from vaegan.config import ModelConfig, RunConfig, TrainConfig
+    from vaegan.trainer.loop import train as run_training
+
+    if o["resume"] is not None:
+        from vaegan.config import RunConfig as RC
+
+        cfg = RC.load(Path(o["resume"]) / "config.json")
+        for k in ("epochs", "lr", "lr_d"):
+            if o[k] is not None:
+                setattr(cfg.train, k, o[k])
+        out, resume = Path(o["resume"]), True
+    else:
+        mc = ModelConfig(image_size=o["image_size"], channels=o["channels"] or 1, latent_dim=o["latent_dim"],
+                         width=o["width"]).validate()
+        tc = TrainConfig(
+            data=o["data"], mode=o["mode"], epochs=o["epochs"] or 30, batch_size=o["batch_size"],
+            lr=o["lr"] or 1e-3, lr_d=o["lr_d"] or 1e-3, kl_weight=o["kl_weight"], gamma=o["gamma"],
+            gan_loss=o["gan_loss"], gan_weight=o["gan_weight"], r1_gamma=o["r1_gamma"],
+            diffaug=not o["no_diffaug"], ema_decay=o["ema_decay"], amp=o["amp"], seed=o["seed"],
+            checkpoint_every=o["checkpoint_every"], log_every=o["log_every"], max_steps=o["max_steps"],
+        ).validate()
+        if o["gamma"] <= 0:
+            _fail(f"--gamma must be positive, got {o['gamma']}")
+        cfg, out, resume = RunConfig(model=mc, train=tc), o["out"], False
+        if (out / "train_state.pt").exists():
+            _fail(f"{out} already holds a run: pass --resume {out} to continue it, or choose another --out")
+    if o["quiet"]:
+        logging.getLogger("vaegan").setLevel(logging.WARNING)
+    res = run_training(cfg, out, resume=resume, progress=not o["quiet"], infer_channels=o["channels"] is None)
+    if int(__import__("os").environ.get("RANK", "0")) == 0:
+        click.echo(f"trained {res.step}/{res.total_steps} steps in {res.seconds:.0f}s -> {res.out}")
+        click.echo(f"  weights:  {res.out / 'model.safetensors'}")
+        click.echo(f"  samples:  {res.out / 'samples'}")
+        click.echo(f"  metrics:  {res.out / 'metrics.jsonl'}")
+
+
+def main() -> None:
+    """Console entry point: every VaeganError or usage error is one line on stderr and exit code 2."""
+    try:
+        cli.main(standalone_mode=False, prog_name="vaegan")
+    except click.exceptions.NoArgsIsHelpError as e:  # click >= 8.2: bare group prints help
+        click.echo(e.ctx.get_help() if e.ctx else str(e))
+        sys.exit(0)
+    except click.exceptions.Abort:
+        click.echo("vaegan: aborted", err=True)
+        sys.exit(130)
+    except click.exceptions.ClickException as e:
+        cmd = f"vaegan {e.ctx.info_name} --help" if getattr(e, "ctx", None) and e.ctx.parent else "vaegan --help"
+        _fail(f"{e.format_message()} (see `{cmd}`)")
+    except VaeganError as e:
+        _fail(str(e))
+    except KeyboardInterrupt:
+        click.echo("vaegan: interrupted", err=True)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(0)

@@ -1,0 +1,82 @@
+"""The run directory: weights, config, resumable train state. Every file is written atomically.
+
+- model.safetensors   encoder.* and decoder.* (the EMA decoder): what eval and export read
+- config.json         RunConfig: everything needed to rebuild the networks
+- train_state.pt      all networks, optimisers, step and RNG, self-contained so a kill between two
+                      file renames can never pair weights of one step with optimisers of another
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from vaegan.config import RunConfig
+from vaegan.errors import CheckpointError
+from vaegan.io import write_bytes, write_json
+from vaegan.trainer.models import VAEGAN, Decoder, Encoder, build_models
+
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+STATE = "train_state.pt"
+
+
+def save_weights(path: Path, encoder: Encoder, decoder: Decoder, cfg: RunConfig, step: int) -> None:
+    tensors = {f"encoder.{k}": v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
+    tensors |= {f"decoder.{k}": v.detach().cpu().contiguous() for k, v in decoder.state_dict().items()}
+    meta = {"step": str(step), "config": json.dumps(cfg.to_dict()), "format": "vaegan-weights-1"}
+    write_bytes(path, st_save(tensors, metadata=meta))
+
+
+def save_run(out: Path, cfg: RunConfig, models: VAEGAN, ema_decoder: Decoder, state: dict[str, Any]) -> None:
+    """Write train_state.pt, then model.safetensors, then config.json (each atomic on its own)."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    write_bytes(out / STATE, buf.getvalue())
+    save_weights(out / WEIGHTS, models.encoder, ema_decoder, cfg, int(state["step"]))
+    write_json(out / CONFIG, cfg.to_dict())
+
+
+def load_state(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / STATE
+    if not path.exists():
+        raise CheckpointError(f"{path} not found: nothing to resume; start a new run without --resume")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many types for a damaged pickle/zip
+        raise CheckpointError(f"{path} is damaged ({type(e).__name__}): start a new run") from e
+
+
+def load_model(run_dir: str | Path, device: str = "cpu") -> tuple[RunConfig, VAEGAN]:
+    """Rebuild encoder and (EMA) decoder from a run dir for evaluation and export."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir} is not a directory: pass the --out dir of `vaegan train`")
+    weights = run_dir / WEIGHTS
+    if not weights.exists():
+        hint = " (training has not reached its first checkpoint)" if (run_dir / STATE).exists() else ""
+        raise CheckpointError(f"{weights} not found{hint}: train first with `vaegan train --out {run_dir}`")
+    cfg = RunConfig.load(run_dir / CONFIG)
+    try:
+        tensors = st_load(weights.read_bytes())
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{weights} is damaged ({e}): re-run training or restore the file") from e
+    models = build_models(cfg.model)
+    for name, module in (("encoder", models.encoder), ("decoder", models.decoder)):
+        sd = {k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + ".")}
+        try:
+            module.load_state_dict(sd, strict=True)
+        except RuntimeError as e:
+            first = str(e).strip().splitlines()[0][:200]
+            raise CheckpointError(
+                f"{weights} does not match {run_dir / CONFIG} ({first}): the config was edited or the files "
+                "come from different runs"
+            ) from e
+    return cfg, models.to(device).eval()

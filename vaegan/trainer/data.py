@@ -1,0 +1,157 @@
+"""Datasets: scikit-learn's bundled digits (offline default), an image folder, or an .npz.
+
+Everything is loaded once into a uint8 NHWC array at the model's image size; batches are cut from a
+float tensor in [-1, 1]. Small generative datasets fit in memory, and this keeps the loop free of
+DataLoader worker processes on 2-core machines.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from vaegan.errors import DataError
+from vaegan.runtime.images import fit_image
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
+
+
+@dataclass
+class Dataset:
+    images: np.ndarray  # uint8 [N, H, W, C]
+    labels: np.ndarray | None  # int64 [N] or None
+    class_names: list[str] = field(default_factory=list)
+    source: str = ""
+    skipped: list[str] = field(default_factory=list)  # files that could not be read
+
+    @property
+    def key(self) -> str:
+        """Content hash: the same pixels and labels give the same key, wherever the files live."""
+        h = hashlib.sha256()
+        h.update(str(self.images.shape).encode())
+        h.update(np.ascontiguousarray(self.images).tobytes())
+        if self.labels is not None:
+            h.update(np.ascontiguousarray(self.labels).tobytes())
+        return h.hexdigest()[:16]
+
+    def split(self, val_fraction: float, seed: int) -> tuple[Dataset, Dataset]:
+        """Deterministic train/val split from the seed."""
+        n = len(self.images)
+        perm = np.random.default_rng(seed).permutation(n)
+        n_val = max(1, int(round(n * val_fraction)))
+        val, train = perm[:n_val], perm[n_val:]
+
+        def take(idx: np.ndarray) -> Dataset:
+            labels = None if self.labels is None else self.labels[idx]
+            return Dataset(self.images[idx], labels, self.class_names, self.source)
+
+        return take(train), take(val)
+
+
+def _resize_array(x: np.ndarray, size: int, channels: int) -> np.ndarray:
+    if x.shape[1] == size and x.shape[2] == size and x.shape[3] == channels:
+        return np.ascontiguousarray(x)
+    mode = "L" if x.shape[3] == 1 else "RGB"
+    return np.stack([fit_image(Image.fromarray(a.squeeze(-1) if mode == "L" else a, mode), size, channels) for a in x])
+
+
+def load_digits_dataset(size: int, channels: int = 1) -> Dataset:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = np.clip(d.images * (255.0 / 16.0), 0, 255).round().astype(np.uint8)[..., None]
+    return Dataset(_resize_array(x, size, channels), d.target.astype(np.int64), [str(i) for i in range(10)], "digits")
+
+
+def load_image_folder(root: Path, size: int, channels: int | None) -> Dataset:
+    """Recursive; the first path component under root is the label. Unreadable files are skipped."""
+    files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise DataError(f"{root} holds no files: put images in it (subfolders become labels)")
+    rel_parts = [p.relative_to(root).parts for p in files]
+    labelled = all(len(parts) > 1 for parts in rel_parts)
+    class_names = sorted({parts[0] for parts in rel_parts}) if labelled else []
+    opened: list[tuple[Image.Image, Path]] = []
+    skipped: list[str] = []
+    for p in files:
+        if p.suffix.lower() not in IMAGE_SUFFIXES:
+            skipped.append(f"{p}: not an image suffix ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            continue
+        try:
+            img = Image.open(p)
+            img.load()
+            opened.append((img, p))
+        except (UnidentifiedImageError, OSError, ValueError) as e:
+            skipped.append(f"{p}: unreadable ({type(e).__name__}: {e})")
+    for s in skipped:
+        log.warning("skipping %s", s)
+    if not opened:
+        raise DataError(f"{root} holds no readable images ({len(skipped)} files skipped): use PNG, JPEG or BMP")
+    if channels is None:
+        channels = 1 if all(img.mode in ("L", "1", "I", "I;16", "LA") for img, _ in opened) else 3
+    images = np.stack([fit_image(img, size, channels) for img, _ in opened])
+    labels = None
+    if labelled:
+        index = {name: i for i, name in enumerate(class_names)}
+        labels = np.array([index[p.relative_to(root).parts[0]] for _, p in opened], dtype=np.int64)
+    return Dataset(images, labels, class_names, str(root), skipped)
+
+
+def load_npz(path: Path, size: int, channels: int | None) -> Dataset:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "x" not in z:
+                raise DataError(f"{path} has no array 'x': save uint8 images as np.savez(path, x=..., y=...)")
+            x, y = z["x"], (z["y"] if "y" in z else None)
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path} is not a readable .npz ({e})") from e
+    if x.dtype != np.uint8:
+        raise DataError(f"{path}: 'x' must be uint8 (got {x.dtype}); scale to 0..255 first")
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4 or x.shape[-1] not in (1, 3) or len(x) == 0:
+        raise DataError(f"{path}: 'x' must be [N,H,W] or [N,H,W,C] with C 1 or 3 and N > 0, got {x.shape}")
+    if y is not None and (y.ndim != 1 or len(y) != len(x)):
+        raise DataError(f"{path}: 'y' must be one label per image, got shape {y.shape} for {len(x)} images")
+    channels = channels or x.shape[-1]
+    if x.shape[-1] != channels:
+        x = x.repeat(3, axis=-1) if channels == 3 else x.mean(-1, keepdims=True).round().astype(np.uint8)
+    labels, names = None, []
+    if y is not None:
+        names_arr, labels = np.unique(y, return_inverse=True)
+        names = [str(n) for n in names_arr]
+        labels = labels.astype(np.int64)
+    return Dataset(_resize_array(x, size, channels), labels, names, str(path))
+
+
+def load_dataset(spec: str, size: int, channels: int | None = None) -> Dataset:
+    """`digits`, a directory of images, or an .npz file."""
+    if spec == "digits":
+        return load_digits_dataset(size, channels or 1)
+    path = Path(spec)
+    if path.is_dir():
+        return load_image_folder(path, size, channels)
+    if path.suffix == ".npz" and path.is_file():
+        return load_npz(path, size, channels)
+    if path.exists():
+        raise DataError(f"{spec} is neither a directory of images nor an .npz file")
+    raise DataError(f"unknown dataset {spec!r}: use 'digits', an image folder or a .npz file that exists")
+
+
+def to_tensor_range(images: np.ndarray):
+    """uint8 NHWC -> float32 NCHW in [-1, 1] (torch)."""
+    import torch
+
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).contiguous()
+
+
+def to_uint8(x) -> np.ndarray:
+    """float NCHW in [-1, 1] (torch) -> uint8 NHWC, rounding the way the exported graph does."""
+    return ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().clamp(0, 255).byte().permute(0, 2, 3, 1).cpu().numpy()

@@ -1,0 +1,101 @@
+"""Encoder, decoder (generator) and discriminator of the VAE-GAN.
+
+Export-friendly by construction: the decoder is nearest-upsample + 3x3 conv + batch norm + ReLU,
+no ConvTranspose (checkerboard artefacts, poor INT8 on TensorRT) and no GroupNorm or attention
+(FP16 overflow, slow on edge devices). Batch norm folds into the convs at export.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from vaegan.config import ModelConfig
+
+LOGVAR_MIN, LOGVAR_MAX = -30.0, 20.0
+
+
+def _widths(cfg: ModelConfig) -> list[int]:
+    """Channels per resolution, from 4x4 up to the image: width * 2^k ... width."""
+    k = cfg.num_blocks
+    return [cfg.width * 2 ** (k - i) for i in range(k + 1)]
+
+
+class Encoder(nn.Module):
+    """Image in [-1, 1], NCHW -> (mu, logvar)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        w = _widths(cfg)[::-1]  # image resolution first
+        layers: list[nn.Module] = [nn.Conv2d(cfg.channels, w[0], 3, 1, 1), nn.LeakyReLU(0.2)]
+        for c_in, c_out in zip(w[:-1], w[1:], strict=True):
+            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2)]
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(w[-1] * 16, 2 * cfg.latent_dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.head(self.features(x).flatten(1)).chunk(2, dim=1)
+        return mu, logvar.clamp(LOGVAR_MIN, LOGVAR_MAX)
+
+
+class Decoder(nn.Module):
+    """Latent z -> image in [-1, 1], NCHW."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        w = _widths(cfg)
+        self.seed_channels = w[0]
+        self.fc = nn.Linear(cfg.latent_dim, w[0] * 16)
+        blocks: list[nn.Module] = [nn.BatchNorm2d(w[0]), nn.ReLU()]
+        for c_in, c_out in zip(w[:-1], w[1:], strict=True):
+            blocks += [
+                nn.Upsample(scale_factor=2, mode="nearest"),
+                nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(),
+            ]
+        self.blocks = nn.Sequential(*blocks)
+        self.to_image = nn.Conv2d(w[-1], cfg.channels, 3, 1, 1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.fc(z).view(-1, self.seed_channels, 4, 4)
+        return torch.tanh(self.to_image(self.blocks(h)))
+
+    @property
+    def last_layer(self) -> torch.Tensor:
+        """The weight the adaptive GAN weight measures gradient norms at."""
+        return self.to_image.weight
+
+
+class Discriminator(nn.Module):
+    """Image -> (logits [N], features of an inner layer for the learned-similarity loss)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        w = _widths(cfg)[::-1]
+        layers: list[nn.Module] = [spectral_norm(nn.Conv2d(cfg.channels, w[0], 3, 1, 1)), nn.LeakyReLU(0.2)]
+        for c_in, c_out in zip(w[:-1], w[1:], strict=True):
+            layers += [spectral_norm(nn.Conv2d(c_in, c_out, 4, 2, 1)), nn.LeakyReLU(0.2)]
+        # Dis_l: the last conv block's activations (4x4); they carry layout and stroke, not just "real".
+        self.features = nn.Sequential(*layers)
+        self.head = spectral_norm(nn.Linear(w[-1] * 16, 1))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = self.features(x)
+        return self.head(f.flatten(1)).squeeze(1), f
+
+
+class VAEGAN(nn.Module):
+    """The three networks together, plus the EMA decoder that export uses."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = Encoder(cfg)
+        self.decoder = Decoder(cfg)
+        self.discriminator = Discriminator(cfg)
+
+
+def build_models(cfg: ModelConfig) -> VAEGAN:
+    return VAEGAN(cfg.validate())
