@@ -17,7 +17,12 @@ def run_cli(*args: str, timeout: float = 600, env: dict | None = None, cwd: Path
     """Run `python -m vaegan ARGS` for real; return the CompletedProcess."""
     e = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "vaegan", *args], capture_output=True, text=True, timeout=timeout, env=e, cwd=cwd
+        [sys.executable, "-m", "vaegan", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=e,
+        cwd=cwd,
     )
 
 

@@ -30,7 +30,9 @@ def test_gan_loss_gives_no_gradient_to_the_encoder():
 def test_reconstruction_loss_gives_no_gradient_to_the_discriminator():
     m, x = _setup()
     m.discriminator.requires_grad_(False)  # as the training loop does for the generator step
-    losses, _, _ = vae_losses(m, x, kl_weight=1, gamma=1, pixel_weight=1, use_features=True, train_encoder=True)
+    losses, _, _ = vae_losses(
+        m, x, kl_weight=1, gamma=1, pixel_weight=1, use_features=True, train_encoder=True
+    )
     losses["rec"].backward()
     assert _grad_norm(m.encoder) > 0 and _grad_norm(m.decoder) > 0
     assert all(p.grad is None for p in m.discriminator.parameters())
@@ -50,8 +52,9 @@ def test_gamma_weights_decoder_but_not_encoder():
     for gamma in (1.0, 4.0):
         m, x = _setup()
         torch.manual_seed(1)
-        losses, _, _ = vae_losses(m, x, kl_weight=0, gamma=gamma, pixel_weight=1, use_features=False,
-                                  train_encoder=True)
+        losses, _, _ = vae_losses(
+            m, x, kl_weight=0, gamma=gamma, pixel_weight=1, use_features=False, train_encoder=True
+        )
         losses["total"].backward()
         grads[gamma] = (_grad_norm(m.encoder), _grad_norm(m.decoder))
     assert abs(grads[4.0][0] - grads[1.0][0]) < 1e-4 * grads[1.0][0]

@@ -81,8 +81,12 @@ def test_resume_after_sigkill_reaches_the_same_step_and_weights(tmp_path):
     assert run_cli(*args, "--out", str(ref)).returncode == 0
 
     killed = tmp_path / "killed"
-    p = subprocess.Popen([sys.executable, "-m", "vaegan", *args, "--out", str(killed)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "vaegan", *args, "--out", str(killed)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+    )
     deadline = time.time() + 120
     while time.time() < deadline:  # kill mid-run, after at least two checkpoints
         rows = read_jsonl(killed / "metrics.jsonl")
@@ -154,8 +158,12 @@ def test_rgb_folder_at_32(tmp_path):
             a = np.zeros((32, 32, 3), np.uint8)
             a[..., 0 if label == "red" else 2] = rng.integers(100, 255)
             Image.fromarray(a).save(tmp_path / "data" / label / f"{i}.png")
-    res = train(tiny_run_config(data=str(tmp_path / "data"), max_steps=4), tmp_path / "run", progress=False,
-                infer_channels=True)
+    res = train(
+        tiny_run_config(data=str(tmp_path / "data"), max_steps=4),
+        tmp_path / "run",
+        progress=False,
+        infer_channels=True,
+    )
     cfg, m = load_model(res.out)
     assert cfg.model.channels == 3 and cfg.class_names == ["blue", "red"]
 
@@ -165,9 +173,30 @@ def test_ddp_two_processes_gloo(tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         "-m", "vaegan", "train", *TINY, "--max-steps", "6", "--checkpoint-every", "3", "--out", str(out), "--quiet"],
-        capture_output=True, text=True, timeout=300, env=env, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "vaegan",
+            "train",
+            *TINY,
+            "--max-steps",
+            "6",
+            "--checkpoint-every",
+            "3",
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=ROOT,
     )
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.count("trained 6/6 steps") == 1  # rank 0 alone reports and writes

@@ -56,37 +56,92 @@ def cli(verbose: bool) -> None:
 
 # ----------------------------------------------------------------------------------------- train
 @cli.command()
-@click.option("--data", default="digits", show_default=True,
-              help="'digits' (scikit-learn's bundled 8x8 digits, offline), an image folder "
-                   "(subfolders are labels) or an .npz with uint8 'x' [N,H,W(,C)] and optional 'y'.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/latest"),
-              show_default=True, help="Run directory to write (weights, config, metrics, samples).")
-@click.option("--resume", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Continue a run directory where it stopped (after a crash or kill). Uses its config; "
-                   "--epochs/--lr may be raised/lowered.")
-@click.option("--mode", type=click.Choice(["vaegan", "vae", "gan"]), default="vaegan", show_default=True,
-              help="vaegan: staged VAE-GAN; vae / gan: the ablations on the same budget.")
+@click.option(
+    "--data",
+    default="digits",
+    show_default=True,
+    help="'digits' (scikit-learn's bundled 8x8 digits, offline), an image folder "
+    "(subfolders are labels) or an .npz with uint8 'x' [N,H,W(,C)] and optional 'y'.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("runs/latest"),
+    show_default=True,
+    help="Run directory to write (weights, config, metrics, samples).",
+)
+@click.option(
+    "--resume",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Continue a run directory where it stopped (after a crash or kill). Uses its config; "
+    "--epochs/--lr may be raised/lowered.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["vaegan", "vae", "gan"]),
+    default="vaegan",
+    show_default=True,
+    help="vaegan: staged VAE-GAN; vae / gan: the ablations on the same budget.",
+)
 @click.option("--epochs", type=int, default=None, help="Passes over the training split.  [default: 30]")
-@click.option("--max-steps", type=int, default=0, show_default=True, help="Stop after this many steps (0: epochs decide).")
+@click.option(
+    "--max-steps",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Stop after this many steps (0: epochs decide).",
+)
 @click.option("--batch-size", type=int, default=32, show_default=True, help="Images per step per process.")
 @click.option("--lr", type=float, default=None, help="Encoder/decoder learning rate (Adam).  [default: 1e-3]")
 @click.option("--lr-d", type=float, default=None, help="Discriminator learning rate.  [default: 1e-3]")
-@click.option("--image-size", type=int, default=32, show_default=True, help="Square size, a power of two 16..128.")
+@click.option(
+    "--image-size", type=int, default=32, show_default=True, help="Square size, a power of two 16..128."
+)
 @click.option("--channels", type=click.IntRange(1, 3), default=None, help="1 or 3 (default: from the data).")
 @click.option("--latent-dim", type=int, default=16, show_default=True, help="Size of z.")
-@click.option("--width", type=int, default=16, show_default=True, help="Channels at full resolution (x2 per halving).")
+@click.option(
+    "--width", type=int, default=16, show_default=True, help="Channels at full resolution (x2 per halving)."
+)
 @click.option("--kl-weight", type=float, default=4.0, show_default=True, help="Weight of the KL prior term.")
-@click.option("--gamma", type=float, default=1.0, show_default=True, help="Decoder's weight on reconstruction vs GAN.")
+@click.option(
+    "--gamma", type=float, default=1.0, show_default=True, help="Decoder's weight on reconstruction vs GAN."
+)
 @click.option("--gan-loss", type=click.Choice(["hinge", "bce"]), default="hinge", show_default=True)
-@click.option("--gan-weight", type=float, default=1.0, show_default=True, help="Base GAN weight (x adaptive weight).")
-@click.option("--r1", "r1_gamma", type=float, default=0.0, show_default=True, help="R1 penalty on D (0: off).")
+@click.option(
+    "--gan-weight", type=float, default=1.0, show_default=True, help="Base GAN weight (x adaptive weight)."
+)
+@click.option(
+    "--r1", "r1_gamma", type=float, default=0.0, show_default=True, help="R1 penalty on D (0: off)."
+)
 @click.option("--no-diffaug", is_flag=True, help="Turn DiffAugment off.")
-@click.option("--ema-decay", type=float, default=0.999, show_default=True, help="EMA of decoder weights (export uses it).")
-@click.option("--amp", type=click.Choice(["auto", "off", "bf16", "fp16"]), default="auto", show_default=True,
-              help="Mixed precision: auto = bf16/fp16 on CUDA, off on CPU.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seeds weights, noise and the train/val split.")
-@click.option("--checkpoint-every", type=int, default=100, show_default=True, help="Steps between checkpoints (also every epoch).")
-@click.option("--log-every", type=int, default=20, show_default=True, help="Steps between metrics.jsonl lines.")
+@click.option(
+    "--ema-decay",
+    type=float,
+    default=0.999,
+    show_default=True,
+    help="EMA of decoder weights (export uses it).",
+)
+@click.option(
+    "--amp",
+    type=click.Choice(["auto", "off", "bf16", "fp16"]),
+    default="auto",
+    show_default=True,
+    help="Mixed precision: auto = bf16/fp16 on CUDA, off on CPU.",
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seeds weights, noise and the train/val split."
+)
+@click.option(
+    "--checkpoint-every",
+    type=int,
+    default=100,
+    show_default=True,
+    help="Steps between checkpoints (also every epoch).",
+)
+@click.option(
+    "--log-every", type=int, default=20, show_default=True, help="Steps between metrics.jsonl lines."
+)
 @click.option("--quiet", is_flag=True, help="No progress bar or log lines.")
 def train(**o) -> None:
     """Train a VAE-GAN (or an ablation) and write a run directory.
@@ -105,14 +160,31 @@ def train(**o) -> None:
                 setattr(cfg.train, k, o[k])
         out, resume = Path(o["resume"]), True
     else:
-        mc = ModelConfig(image_size=o["image_size"], channels=o["channels"] or 1, latent_dim=o["latent_dim"],
-                         width=o["width"]).validate()
+        mc = ModelConfig(
+            image_size=o["image_size"],
+            channels=o["channels"] or 1,
+            latent_dim=o["latent_dim"],
+            width=o["width"],
+        ).validate()
         tc = TrainConfig(
-            data=o["data"], mode=o["mode"], epochs=o["epochs"] or 30, batch_size=o["batch_size"],
-            lr=o["lr"] or 1e-3, lr_d=o["lr_d"] or 1e-3, kl_weight=o["kl_weight"], gamma=o["gamma"],
-            gan_loss=o["gan_loss"], gan_weight=o["gan_weight"], r1_gamma=o["r1_gamma"],
-            diffaug=not o["no_diffaug"], ema_decay=o["ema_decay"], amp=o["amp"], seed=o["seed"],
-            checkpoint_every=o["checkpoint_every"], log_every=o["log_every"], max_steps=o["max_steps"],
+            data=o["data"],
+            mode=o["mode"],
+            epochs=o["epochs"] or 30,
+            batch_size=o["batch_size"],
+            lr=o["lr"] or 1e-3,
+            lr_d=o["lr_d"] or 1e-3,
+            kl_weight=o["kl_weight"],
+            gamma=o["gamma"],
+            gan_loss=o["gan_loss"],
+            gan_weight=o["gan_weight"],
+            r1_gamma=o["r1_gamma"],
+            diffaug=not o["no_diffaug"],
+            ema_decay=o["ema_decay"],
+            amp=o["amp"],
+            seed=o["seed"],
+            checkpoint_every=o["checkpoint_every"],
+            log_every=o["log_every"],
+            max_steps=o["max_steps"],
         ).validate()
         if o["gamma"] <= 0:
             _fail(f"--gamma must be positive, got {o['gamma']}")
@@ -129,6 +201,188 @@ def train(**o) -> None:
         click.echo(f"  metrics:  {res.out / 'metrics.jsonl'}")
 
 
+# ------------------------------------------------------------------------------------------ eval
+@cli.command("eval")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option(
+    "-n",
+    "--n",
+    "n",
+    type=click.IntRange(10, 100000),
+    default=2000,
+    show_default=True,
+    help="Prior samples to score.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the latents (repeatable).")
+@click.option(
+    "--images",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Score these uint8 images instead (an .npz with 'images' or 'x', e.g. from `vaegan sample`).",
+)
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the metrics as JSON here.",
+)
+def eval_cmd(run_dir: Path, n: int, seed: int, images: Path | None, json_out: Path | None) -> None:
+    """Score a run: FD, precision/recall/density/coverage, class coverage/KL, PSNR, KL, active units.
+
+    The feature space is a small classifier trained on the run's own dataset labels (cached under
+    $VAEGAN_CACHE or ~/.cache/vaegan); nothing is downloaded.
+    """
+    import numpy as np
+
+    from vaegan.config import RunConfig
+    from vaegan.io import write_json
+    from vaegan.trainer.evaluate import evaluate_images, evaluate_run
+
+    if images is not None:
+        with np.load(images) as z:
+            key = "images" if "images" in z else "x"
+            if key not in z:
+                _fail(f"{images} has neither 'images' nor 'x'")
+            arr = z[key]
+        ev = evaluate_images(arr, RunConfig.load(Path(run_dir) / "config.json"))
+    else:
+        ev = evaluate_run(run_dir, n=n, seed=seed)
+    width = max(len(k) for k in [*ev.metrics, *ev.unavailable, "metric"])
+    click.echo(f"{'metric':<{width}}  value")
+    for k, v in ev.metrics.items():
+        click.echo(f"{k:<{width}}  {v:.4f}" if isinstance(v, float) else f"{k:<{width}}  {v}")
+    for k, why in ev.unavailable.items():
+        click.echo(f"{k:<{width}}  n/a ({why})")
+    if json_out:
+        write_json(json_out, ev.to_dict())
+        click.echo(f"-> {json_out}")
+
+
+# ---------------------------------------------------------------------------------------- export
+@cli.command("export")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Artifact dir to write (replaced atomically when the export succeeds).",
+)
+@click.option(
+    "--precision",
+    "precisions",
+    callback=_csv(str),
+    default="fp32,fp16,int8",
+    show_default=True,
+    help="Comma-separated ONNX precisions; fp32 is always built (the reference).",
+)
+@click.option(
+    "--calib-samples",
+    type=int,
+    default=512,
+    show_default=True,
+    help="Calibration inputs for int8 and the fp16 guard.",
+)
+@click.option(
+    "--calib-method",
+    type=click.Choice(["minmax", "entropy", "percentile"]),
+    default="percentile",
+    show_default=True,
+    help="How int8 ranges are chosen from calibration activations.",
+)
+@click.option(
+    "--max-batch", type=int, default=64, show_default=True, help="Largest batch the engines accept."
+)
+@click.option("--opt-batch", type=int, default=8, show_default=True, help="Batch TensorRT tunes for.")
+@click.option(
+    "--trt", is_flag=True, help="Also build TensorRT engines (needs TensorRT 10/11 and an NVIDIA GPU)."
+)
+@click.option("--openvino", is_flag=True, help="Also write OpenVINO IR (fp32, and int8 via NNCF).")
+@click.option("--triton", is_flag=True, help="Also write a Triton model repository under ART_DIR/triton.")
+@click.option("--strict", is_flag=True, help="Fail when fp16/int8 raise FD by more than --max-fd-increase.")
+@click.option(
+    "--max-fd-increase",
+    type=float,
+    default=0.10,
+    show_default=True,
+    help="Tolerated relative FD increase vs fp32.",
+)
+@click.option("--quality-n", type=int, default=1000, show_default=True, help="Samples scored per precision.")
+@click.option("--force", is_flag=True, help="Replace an --out dir that holds another model's artifacts.")
+def export_cmd(run_dir: Path, out: Path, precisions, **o) -> None:
+    """Export a run dir to ONNX (fp32/fp16/int8), optionally OpenVINO, Triton and TensorRT.
+
+    Every artifact is checked (fp32 against torch, within one grey level at batch 1, 7 and
+    --max-batch; fp16/int8 against fp32) and scored; manifest.json records it all.
+    """
+    from vaegan.export.pipeline import ExportOptions, export_run
+
+    opts = ExportOptions(
+        precisions=sorted(set(precisions) | {"fp32"}, key=["fp32", "fp16", "int8"].index)
+        if all(p in ("fp32", "fp16", "int8") for p in precisions)
+        else precisions,
+        **o,
+    )
+    manifest = export_run(run_dir, out, opts)
+    _print_manifest(manifest, out)
+
+
+@cli.command()
+@click.argument("art_dir", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+def info(art_dir: Path, as_json: bool) -> None:
+    """Show an artifact dir's manifest: artifacts, parity, quality per precision, tool versions."""
+    from vaegan.export.manifest import Manifest
+
+    m = Manifest.load(art_dir)
+    if as_json:
+        click.echo(json.dumps(m.to_dict(), indent=2))
+    else:
+        _print_manifest(m, art_dir)
+
+
+def _print_manifest(m, art_dir: Path) -> None:
+    mc = m.model
+    click.echo(
+        f"{art_dir}: {mc['image_size']}x{mc['image_size']}x{mc['channels']} images, z={mc['latent_dim']}, "
+        f"trained {m.run.get('mode')} for {m.run.get('step')} steps on {m.run.get('data')}; "
+        f"batch 1..{m.max_batch} (opt {m.opt_batch})"
+    )
+    rows = [("artifact", "component", "precision", "format", "size", "parity (max err)", "sha256")]
+    for a in m.artifacts:
+        par = a.parity.get("max_abs_error")
+        par_s = "" if par is None else f"{par:.3g} {a.parity.get('unit', '')} vs {a.parity.get('vs')}"
+        rows.append(
+            (a.path, a.component, a.precision, a.format, f"{a.bytes / 1024:.0f} KiB", par_s, a.sha256[:12])
+        )
+    _table(rows)
+    if m.quality:
+        click.echo("")
+        rows = [("precision", "fd", "d_fd", "precision", "recall", "coverage", "class_kl", "px err mean/max")]
+        for p, q in m.quality.items():
+
+            def f(k, q=q):
+                return f"{q[k]:.3f}" if isinstance(q.get(k), float) else "-"
+
+            px = (
+                f"{q['pixel_mean_abs_error']:.2f}/{q['pixel_max_abs_error']}"
+                if "pixel_max_abs_error" in q
+                else "-"
+            )
+            dfd = f"{q['delta_fd']:+.2f}" if "delta_fd" in q else "-"
+            rows.append((p, f("fd"), dfd, f("precision"), f("recall"), f("coverage"), f("class_kl"), px))
+        _table(rows)
+    click.echo("\ntools: " + ", ".join(f"{k} {v}" for k, v in m.tools.items()))
+
+
+def _table(rows: list[tuple]) -> None:
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    for j, r in enumerate(rows):
+        click.echo("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+        if j == 0:
+            click.echo("  ".join("-" * w for w in widths))
+
+
 def main() -> None:
     """Console entry point: every VaeganError or usage error is one line on stderr and exit code 2."""
     try:
@@ -140,7 +394,11 @@ def main() -> None:
         click.echo("vaegan: aborted", err=True)
         sys.exit(130)
     except click.exceptions.ClickException as e:
-        cmd = f"vaegan {e.ctx.info_name} --help" if getattr(e, "ctx", None) and e.ctx.parent else "vaegan --help"
+        cmd = (
+            f"vaegan {e.ctx.info_name} --help"
+            if getattr(e, "ctx", None) and e.ctx.parent
+            else "vaegan --help"
+        )
         _fail(f"{e.format_message()} (see `{cmd}`)")
     except VaeganError as e:
         _fail(str(e))

@@ -19,7 +19,9 @@ def grid(images: np.ndarray, cols: int | None = None, pad: int = 2, scale: int =
     out = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), 255, dtype=np.uint8)
     for i, img in enumerate(images):
         r, k = divmod(i, cols)
-        out[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + k * (w + pad) : pad + k * (w + pad) + w] = img
+        out[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + k * (w + pad) : pad + k * (w + pad) + w] = (
+            img
+        )
     if scale > 1:
         out = out.repeat(scale, axis=0).repeat(scale, axis=1)
     return out

@@ -59,7 +59,9 @@ def _resize_array(x: np.ndarray, size: int, channels: int) -> np.ndarray:
     if x.shape[1] == size and x.shape[2] == size and x.shape[3] == channels:
         return np.ascontiguousarray(x)
     mode = "L" if x.shape[3] == 1 else "RGB"
-    return np.stack([fit_image(Image.fromarray(a.squeeze(-1) if mode == "L" else a, mode), size, channels) for a in x])
+    return np.stack(
+        [fit_image(Image.fromarray(a.squeeze(-1) if mode == "L" else a, mode), size, channels) for a in x]
+    )
 
 
 def load_digits_dataset(size: int, channels: int = 1) -> Dataset:
@@ -67,7 +69,9 @@ def load_digits_dataset(size: int, channels: int = 1) -> Dataset:
 
     d = load_digits()
     x = np.clip(d.images * (255.0 / 16.0), 0, 255).round().astype(np.uint8)[..., None]
-    return Dataset(_resize_array(x, size, channels), d.target.astype(np.int64), [str(i) for i in range(10)], "digits")
+    return Dataset(
+        _resize_array(x, size, channels), d.target.astype(np.int64), [str(i) for i in range(10)], "digits"
+    )
 
 
 def load_image_folder(root: Path, size: int, channels: int | None) -> Dataset:
@@ -93,7 +97,9 @@ def load_image_folder(root: Path, size: int, channels: int | None) -> Dataset:
     for s in skipped:
         log.warning("skipping %s", s)
     if not opened:
-        raise DataError(f"{root} holds no readable images ({len(skipped)} files skipped): use PNG, JPEG or BMP")
+        raise DataError(
+            f"{root} holds no readable images ({len(skipped)} files skipped): use PNG, JPEG or BMP"
+        )
     if channels is None:
         channels = 1 if all(img.mode in ("L", "1", "I", "I;16", "LA") for img, _ in opened) else 3
     images = np.stack([fit_image(img, size, channels) for img, _ in opened])
@@ -154,4 +160,12 @@ def to_tensor_range(images: np.ndarray):
 
 def to_uint8(x) -> np.ndarray:
     """float NCHW in [-1, 1] (torch) -> uint8 NHWC, rounding the way the exported graph does."""
-    return ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().clamp(0, 255).byte().permute(0, 2, 3, 1).cpu().numpy()
+    return (
+        ((x.detach().float().clamp(-1, 1) + 1) * 127.5)
+        .round()
+        .clamp(0, 255)
+        .byte()
+        .permute(0, 2, 3, 1)
+        .cpu()
+        .numpy()
+    )

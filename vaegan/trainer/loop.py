@@ -118,8 +118,15 @@ class _Progress:
                 self.bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k.startswith("loss_")})
         elif log_line and self.enabled:
             losses = " ".join(f"{k[5:]}={v:.4g}" for k, v in row.items() if k.startswith("loss_"))
-            log.info("step %d/%d epoch %d %s %s %.0f img/s", row["step"], row["total_steps"], row["epoch"],
-                     row["stage"], losses, row["imgs_per_s"])
+            log.info(
+                "step %d/%d epoch %d %s %s %.0f img/s",
+                row["step"],
+                row["total_steps"],
+                row["epoch"],
+                row["stage"],
+                losses,
+                row["imgs_per_s"],
+            )
 
     def close(self) -> None:
         if self.bar is not None:
@@ -213,9 +220,15 @@ def train(
             dist.all_gather_object(gathered, rng[0])
             rng = gathered
         return {
-            "step": step, "encoder": m.encoder.state_dict(), "decoder": m.decoder.state_dict(),
-            "discriminator": m.discriminator.state_dict(), "ema": ema.state_dict(),
-            "opt_e": opt_e.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "rng": rng,
+            "step": step,
+            "encoder": m.encoder.state_dict(),
+            "decoder": m.decoder.state_dict(),
+            "discriminator": m.discriminator.state_dict(),
+            "ema": ema.state_dict(),
+            "opt_e": opt_e.state_dict(),
+            "opt_g": opt_g.state_dict(),
+            "opt_d": opt_d.state_dict(),
+            "rng": rng,
         }
 
     def save(step: int) -> None:
@@ -267,8 +280,13 @@ def train(
                     losses["gan"] = g_total
                 else:
                     losses, z, _ = vae_losses(
-                        m, x, kl_weight=tc.kl_weight, gamma=tc.gamma, pixel_weight=tc.pixel_weight,
-                        use_features=use_gan, train_encoder=train_encoder,
+                        m,
+                        x,
+                        kl_weight=tc.kl_weight,
+                        gamma=tc.gamma,
+                        pixel_weight=tc.pixel_weight,
+                        use_features=use_gan,
+                        train_encoder=train_encoder,
                     )
                     g_total = losses["total"]
                     if use_gan:

@@ -91,8 +91,14 @@ def adaptive_weight(rec: torch.Tensor, gan: torch.Tensor, last_layer: torch.Tens
 
 
 def vae_losses(
-    m: VAEGAN, x: torch.Tensor, *, kl_weight: float, gamma: float, pixel_weight: float,
-    use_features: bool, train_encoder: bool,
+    m: VAEGAN,
+    x: torch.Tensor,
+    *,
+    kl_weight: float,
+    gamma: float,
+    pixel_weight: float,
+    use_features: bool,
+    train_encoder: bool,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
     """Encoder/decoder terms that do not involve the GAN. Returns (losses, z, x_rec).
 

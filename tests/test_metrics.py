@@ -1,0 +1,122 @@
+"""The metrics must be able to fail: they separate real data from noise, blur and collapse."""
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFilter
+
+from vaegan.trainer.data import load_dataset
+from vaegan.trainer.metrics import class_stats, frechet_distance, get_classifier, prdc, score_images
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    import os
+
+    os.environ["VAEGAN_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    d = load_dataset("digits", 16)
+    train, val = d.split(0.2, seed=0)
+    return train, val, get_classifier(train, val, d.key)
+
+
+def test_classifier_is_accurate_and_cached(digits):
+    train, val, clf = digits
+    assert clf.accuracy > 0.9
+    again = get_classifier(train, val, load_dataset("digits", 16).key)
+    assert again.accuracy == clf.accuracy  # read from the cache, not retrained
+
+
+def test_fd_of_held_out_data_is_far_below_bad_samples(digits):
+    train, val, clf = digits
+    rng = np.random.default_rng(0)
+    held_out = score_images(val.images, train, clf)["fd"]
+    noise = rng.integers(0, 256, val.images.shape, dtype=np.uint8)
+    blurred = np.stack(
+        [
+            np.asarray(Image.fromarray(a[..., 0]).filter(ImageFilter.GaussianBlur(2)))[..., None]
+            for a in val.images
+        ]
+    )
+    repeated = np.repeat(val.images[:1], len(val.images), axis=0)
+    for name, bad in (("noise", noise), ("blurred", blurred), ("repeated", repeated)):
+        fd = score_images(bad, train, clf)["fd"]
+        assert fd > 5 * held_out, (name, fd, held_out)
+
+
+def test_one_class_sample_covers_one_class_in_ten(digits):
+    train, val, clf = digits
+    sevens = train.images[train.labels == 7]
+    s = score_images(sevens, train, clf)
+    assert s["class_coverage"] == pytest.approx(0.1, abs=0.05)
+    assert s["coverage"] == pytest.approx(0.1, abs=0.05)
+    assert s["class_kl"] > 1.5  # far from the uniform class histogram
+
+
+def test_identical_sets_have_precision_and_recall_one():
+    f = np.random.default_rng(0).normal(size=(300, 16))
+    m = prdc(f, f.copy())
+    assert m["precision"] == 1.0 and m["recall"] == 1.0 and m["coverage"] == 1.0
+    assert frechet_distance(f, f.copy()) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_fd_grows_with_mean_shift():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(500, 8)), rng.normal(size=(500, 8))
+    assert frechet_distance(a, b) < frechet_distance(a, b + 1.0)
+    assert frechet_distance(a, b + 1.0) == pytest.approx(8.0, rel=0.2)
+
+
+def test_class_stats_of_matching_histogram():
+    labels = np.arange(10).repeat(5)
+    s = class_stats(labels, labels, 10)
+    assert s["class_coverage"] == 1.0 and s["class_kl"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_eval_cli_on_a_run(trained_run, tmp_path):
+    import json
+
+    from tests.conftest import run_cli
+
+    r = run_cli(
+        "eval",
+        str(trained_run),
+        "--n",
+        "200",
+        "--json",
+        str(tmp_path / "e.json"),
+        env={"VAEGAN_CACHE": str(tmp_path / "cache")},
+    )
+    assert r.returncode == 0, r.stderr
+    m = json.loads((tmp_path / "e.json").read_text())["metrics"]
+    assert {
+        "fd",
+        "precision",
+        "recall",
+        "density",
+        "coverage",
+        "class_coverage",
+        "class_kl",
+        "psnr",
+        "kl",
+        "active_units",
+    } <= set(m)
+    r2 = run_cli(
+        "eval",
+        str(trained_run),
+        "--n",
+        "200",
+        "--json",
+        str(tmp_path / "e2.json"),
+        env={"VAEGAN_CACHE": str(tmp_path / "cache")},
+    )
+    assert json.loads((tmp_path / "e2.json").read_text())["metrics"] == m  # seeded and repeatable
+
+
+def test_unlabelled_data_says_what_is_unavailable(tmp_path):
+    from vaegan.config import ModelConfig, RunConfig, TrainConfig
+    from vaegan.trainer.evaluate import evaluate_images
+
+    x = np.random.default_rng(0).integers(0, 255, (40, 16, 16), dtype=np.uint8)
+    np.savez(tmp_path / "u.npz", x=x)
+    cfg = RunConfig(ModelConfig(image_size=16), TrainConfig(data=str(tmp_path / "u.npz")))
+    ev = evaluate_images(x[..., None], cfg)
+    assert ev.metrics == {} and "no labels" in ev.unavailable["fd"]

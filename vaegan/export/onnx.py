@@ -1,0 +1,149 @@
+"""ONNX FP32 graphs of the encoder and the EMA decoder, with pre/post-processing inside the graph.
+
+encoder: images uint8 [N,H,W,C] -> mu, logvar float32 [N,Z]   (normalisation to [-1, 1] in the graph)
+decoder: z float32 [N,Z] -> images uint8 [N,H,W,C]            (de-normalise, round, clamp, cast)
+
+Single file, dynamic batch, opset 18 (parsed by TensorRT 10 and 11), the model config in
+metadata_props. Batch norm is folded into the convolutions by the exporter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from vaegan.errors import ExportError
+from vaegan.trainer.models import Decoder, Encoder
+
+OPSET = 18
+log = logging.getLogger(__name__)
+
+
+class EncoderGraph(nn.Module):
+    def __init__(self, encoder: Encoder):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = images.permute(0, 3, 1, 2).to(torch.float32) / 127.5 - 1.0
+        return self.encoder(x)
+
+
+class DecoderGraph(nn.Module):
+    def __init__(self, decoder: Decoder):
+        super().__init__()
+        self.decoder = decoder
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = self.decoder(z)
+        return ((x + 1.0) * 127.5).round().clamp(0.0, 255.0).to(torch.uint8).permute(0, 2, 3, 1)
+
+
+IO_NAMES = {"encoder": (["images"], ["mu", "logvar"]), "decoder": (["z"], ["images"])}
+
+
+def export_onnx(graph: nn.Module, example: torch.Tensor, component: str, path: Path, metadata: dict) -> None:
+    inputs, outputs = IO_NAMES[component]
+    batch = torch.export.Dim("batch", min=1, max=65536)
+    buf = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(buf):  # the exporter narrates to stdout
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            graph.eval(),
+            (example,),
+            dynamo=True,
+            opset_version=OPSET,
+            input_names=inputs,
+            output_names=outputs,
+            dynamic_shapes=({0: batch},),
+            external_data=False,
+            optimize=True,
+        )
+    model = program.model_proto
+    for k, v in metadata.items():
+        model.metadata_props.append(
+            onnx.StringStringEntryProto(key=k, value=v if isinstance(v, str) else json.dumps(v))
+        )
+    model.doc_string = f"vaegan {component}"
+    onnx.checker.check_model(model, full_check=True)
+    from vaegan.io import write_bytes
+
+    write_bytes(path, model.SerializeToString())
+
+
+def ort_session(path: Path, threads: int = 0):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    if threads:
+        so.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def check_parity(
+    graph: nn.Module,
+    path: Path,
+    component: str,
+    image_shape,
+    latent_dim: int,
+    batches: list[int],
+    seed: int = 0,
+) -> dict:
+    """ONNX Runtime vs torch on fresh random inputs at each batch size.
+
+    decoder: max |uint8 difference| must be <= 1 grey level. encoder: max |mu difference| is recorded
+    (it feeds the decoder, whose output parity is what users see).
+    """
+    sess = ort_session(path)
+    g = torch.Generator().manual_seed(seed)
+    worst, per_batch = 0.0, {}
+    for b in batches:
+        if component == "decoder":
+            x = torch.randn(b, latent_dim, generator=g)
+            ref = graph(x).numpy().astype(np.int32)
+            got = sess.run(None, {"z": x.numpy()})[0].astype(np.int32)
+        else:
+            x = torch.randint(0, 256, (b, *image_shape), generator=g, dtype=torch.uint8)
+            ref = graph(x)[0].detach().numpy()
+            got = sess.run(None, {"images": x.numpy()})[0]
+        err = float(np.abs(ref - got).max())
+        per_batch[str(b)] = err
+        worst = max(worst, err)
+    result = {
+        "vs": "torch",
+        "batches": batches,
+        "max_abs_error": worst,
+        "per_batch": per_batch,
+        "unit": "grey levels" if component == "decoder" else "mu",
+    }
+    if component == "decoder" and worst > 1:
+        raise ExportError(
+            f"{path.name} differs from the torch decoder by {worst:.0f} grey levels (limit 1): the ONNX graph "
+            "is wrong; report this with the run's config.json"
+        )
+    if component == "encoder" and worst > 1e-2:
+        raise ExportError(f"{path.name} differs from the torch encoder by {worst:.3g} in mu (limit 1e-2)")
+    return result
+
+
+def tensor_specs(path: Path) -> tuple[list[dict], list[dict]]:
+    """Names, shapes ('batch' for dynamic) and numpy dtypes of a model's graph inputs and outputs."""
+    model = onnx.load(str(path), load_external_data=False)
+
+    def spec(vi) -> dict:
+        t = vi.type.tensor_type
+        shape = [d.dim_value if d.HasField("dim_value") else "batch" for d in t.shape.dim]
+        dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.elem_type)).name
+        return {"name": vi.name, "shape": shape, "dtype": dtype}
+
+    return [spec(v) for v in model.graph.input], [spec(v) for v in model.graph.output]

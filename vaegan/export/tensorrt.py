@@ -1,0 +1,97 @@
+"""TensorRT engines from the ONNX files, as strongly typed networks.
+
+One code path for TensorRT 10 (JetPack 6) and TensorRT 11: precision comes from the ONNX itself
+(fp16 tensors, int8 Q/DQ nodes), so no FP16/INT8 builder flags and no calibrators are used; TensorRT
+11 removed both. Engines do not move between GPUs or TensorRT versions: each is tagged with the
+version, GPU name and compute capability it was built for, and the runtime refuses a mismatch.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from vaegan.errors import BackendUnavailable, ExportError
+
+log = logging.getLogger(__name__)
+
+
+def require_tensorrt():
+    """(tensorrt module, GPU tag dict) or BackendUnavailable saying what to install or where to run."""
+    try:
+        import tensorrt as trt
+    except ImportError as e:
+        raise BackendUnavailable(
+            "--trt needs TensorRT 10 or 11 and an NVIDIA GPU: pip install tensorrt cuda-python on an x86 GPU box, "
+            "or use JetPack 6's system TensorRT on a Jetson (docs/deploying.md); the ONNX artifacts are ready"
+        ) from e
+    return trt, gpu_tag()
+
+
+def gpu_tag() -> dict:
+    """Name and compute capability of GPU 0 through cuda-python's runtime API."""
+    try:
+        try:
+            from cuda.bindings import runtime as cudart
+        except ImportError:
+            from cuda import cudart
+    except ImportError as e:
+        raise BackendUnavailable("TensorRT engines need cuda-python: pip install cuda-python") from e
+    err, count = cudart.cudaGetDeviceCount()
+    if int(err) != 0 or count < 1:
+        raise BackendUnavailable(
+            "no CUDA GPU is visible: build TensorRT engines on the device that runs them"
+        )
+    err, prop = cudart.cudaGetDeviceProperties(0)
+    name = prop.name.decode() if isinstance(prop.name, bytes) else str(prop.name)
+    return {"gpu": name.strip("\x00 "), "compute_capability": f"{prop.major}.{prop.minor}"}
+
+
+@dataclass
+class EngineSpec:
+    onnx_path: Path
+    engine_path: Path
+    input_name: str
+    input_tail: tuple[int, ...]  # shape without the batch axis
+    min_batch: int
+    opt_batch: int
+    max_batch: int
+    workspace_bytes: int = 1 << 30
+    timing_cache: Path | None = None
+
+
+def build_engine(spec: EngineSpec) -> dict:
+    """Build and write one engine; return the tags to record in the manifest."""
+    trt, tag = require_tensorrt()
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(spec.onnx_path.read_bytes()):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise ExportError(f"TensorRT could not parse {spec.onnx_path.name}: {errors}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, spec.workspace_bytes)
+    profile = builder.create_optimization_profile()
+    profile.set_shape(
+        spec.input_name,
+        (spec.min_batch, *spec.input_tail),
+        (spec.opt_batch, *spec.input_tail),
+        (spec.max_batch, *spec.input_tail),
+    )
+    config.add_optimization_profile(profile)
+    cache_bytes = spec.timing_cache.read_bytes() if spec.timing_cache and spec.timing_cache.exists() else b""
+    cache = config.create_timing_cache(cache_bytes)
+    config.set_timing_cache(cache, ignore_mismatch=True)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise ExportError(
+            f"TensorRT failed to build an engine from {spec.onnx_path.name} (see the log above)"
+        )
+    from vaegan.io import write_bytes
+
+    write_bytes(spec.engine_path, bytes(serialized))
+    if spec.timing_cache:
+        write_bytes(spec.timing_cache, bytes(config.get_timing_cache().serialize()))
+    return {"tensorrt": trt.__version__, **tag, "profile": [spec.min_batch, spec.opt_batch, spec.max_batch]}

@@ -1,0 +1,57 @@
+"""Engines behind one small interface: a Runner runs one component (encoder or decoder) of one
+precision on one device. Comparing backends is a loop over runners, not a special case."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+BACKENDS = ("ort", "openvino", "tensorrt")
+
+
+@dataclass
+class RunnerInfo:
+    backend: str  # "ort" | "openvino" | "tensorrt"
+    device: str  # provider or device name, e.g. "CPUExecutionProvider", "CPU", "NVIDIA Orin"
+    precision: str
+    artifact: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Runner(ABC):
+    """One loaded model. `run` takes the single input array and returns the outputs in graph order."""
+
+    info: RunnerInfo
+    input_name: str
+    output_names: list[str]
+
+    @abstractmethod
+    def run(self, x: np.ndarray) -> list[np.ndarray]: ...
+
+    def run_into(self, x: np.ndarray, outs: list[np.ndarray]) -> None:
+        """Write outputs into preallocated arrays (backends that can bind outputs avoid a copy)."""
+        for dst, src in zip(outs, self.run(x), strict=True):
+            dst[...] = src
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        pass
+
+
+def load_runner(backend: str, path: Path, artifact, device: str | None, threads: int) -> Runner:
+    if backend == "ort":
+        from vaegan.runtime.backends.ort import OrtRunner
+
+        return OrtRunner(path, artifact, device, threads)
+    if backend == "openvino":
+        from vaegan.runtime.backends.openvino import OpenVinoRunner
+
+        return OpenVinoRunner(path, artifact, device, threads)
+    if backend == "tensorrt":
+        from vaegan.runtime.backends.tensorrt import TensorRTRunner
+
+        return TensorRTRunner(path, artifact, device)
+    raise ValueError(backend)

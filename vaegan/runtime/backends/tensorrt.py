@@ -1,0 +1,132 @@
+"""TensorRT engines with cuda-python (no pycuda, no torch): preallocated device buffers for the
+profile's max batch, pinned host buffers, one stream, execute_async_v3.
+
+Written to TensorRT's documented Python API shared by TensorRT 10 and 11 (named tensors,
+set_input_shape, set_tensor_address, execute_async_v3).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from vaegan.errors import ArtifactError, BackendUnavailable
+from vaegan.runtime.backends import Runner, RunnerInfo
+
+
+def _cudart():
+    try:
+        from cuda.bindings import runtime as cudart
+    except ImportError:
+        try:
+            from cuda import cudart
+        except ImportError as e:
+            raise BackendUnavailable("TensorRT engines need cuda-python: pip install cuda-python") from e
+    return cudart
+
+
+def _check(result):
+    err, *rest = result if isinstance(result, tuple) else (result,)
+    if int(err) != 0:
+        raise RuntimeError(f"CUDA error {err}")
+    return rest[0] if len(rest) == 1 else rest
+
+
+def engine_mismatch(tags: dict) -> str | None:
+    """Why an engine built with `tags` cannot run here, or None. Used by the runtime and `vaegan doctor`."""
+    try:
+        import tensorrt as trt
+    except ImportError:
+        return "TensorRT is not installed here"
+    from vaegan.export.tensorrt import gpu_tag
+
+    if tags.get("tensorrt") != trt.__version__:
+        return f"built with TensorRT {tags.get('tensorrt')}, this machine has {trt.__version__}"
+    here = gpu_tag()
+    if tags.get("gpu") != here["gpu"] or tags.get("compute_capability") != here["compute_capability"]:
+        return (
+            f"built for {tags.get('gpu')} (sm {tags.get('compute_capability')}), this machine has "
+            f"{here['gpu']} (sm {here['compute_capability']})"
+        )
+    return None
+
+
+class TensorRTRunner(Runner):
+    def __init__(self, path: Path, artifact, device: str | None):
+        try:
+            import tensorrt as trt
+        except ImportError as e:
+            raise BackendUnavailable(
+                "TensorRT is not installed: use JetPack's TensorRT or pip install tensorrt"
+            ) from e
+        why = engine_mismatch(artifact.notes.get("engine", {}))
+        if why:
+            raise ArtifactError(
+                f"{path.name} {why}: rebuild it on this device with `vaegan export RUN --trt`"
+            )
+        self.cudart = cudart = _cudart()
+        self.trt = trt
+        self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self.engine = self.runtime.deserialize_cuda_engine(path.read_bytes())
+        if self.engine is None:
+            raise ArtifactError(
+                f"TensorRT could not deserialize {path}: rebuild it with `vaegan export RUN --trt`"
+            )
+        self.context = self.engine.create_execution_context()
+        self.stream = _check(cudart.cudaStreamCreate())
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        self.input_name = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
+        self.output_names = [n for n in names if n != self.input_name]
+        self.max_batch = int(self.engine.get_tensor_profile_shape(self.input_name, 0)[2][0])
+        self.buffers: dict[str, tuple[int, np.ndarray]] = {}
+        for n in names:  # device buffer + pinned host mirror, sized for the max batch
+            shape = (self.max_batch, *tuple(self.engine.get_tensor_shape(n))[1:])
+            dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(n)))
+            nbytes = int(np.prod(shape)) * dtype.itemsize
+            dev = _check(cudart.cudaMalloc(nbytes))
+            host_ptr = _check(cudart.cudaMallocHost(nbytes))
+            host = np.ctypeslib.as_array((np.ctypeslib.ctypes.c_byte * nbytes).from_address(int(host_ptr)))
+            self.buffers[n] = (int(dev), host.view(dtype).reshape(shape))
+            self.context.set_tensor_address(n, int(dev))
+        self.info = RunnerInfo(
+            "tensorrt",
+            artifact.notes.get("engine", {}).get("gpu", "cuda"),
+            artifact.precision,
+            artifact.path,
+            {"tensorrt": trt.__version__, "max_batch": self.max_batch},
+        )
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        n = len(x)
+        if n > self.max_batch:
+            raise ValueError(f"batch {n} exceeds the engine's max batch {self.max_batch}")
+        cudart, kind = self.cudart, self.cudart.cudaMemcpyKind
+        dev_in, host_in = self.buffers[self.input_name]
+        host_in[:n] = x
+        _check(
+            cudart.cudaMemcpyAsync(
+                dev_in, host_in.ctypes.data, host_in[:n].nbytes, kind.cudaMemcpyHostToDevice, self.stream
+            )
+        )
+        self.context.set_input_shape(self.input_name, tuple(x.shape))
+        if not self.context.execute_async_v3(int(self.stream)):
+            raise RuntimeError("TensorRT execution failed")
+        outs = []
+        for name in self.output_names:
+            dev, host = self.buffers[name]
+            _check(
+                cudart.cudaMemcpyAsync(
+                    host.ctypes.data, dev, host[:n].nbytes, kind.cudaMemcpyDeviceToHost, self.stream
+                )
+            )
+            outs.append(host[:n])
+        _check(cudart.cudaStreamSynchronize(self.stream))
+        return [o.copy() for o in outs]
+
+    def close(self) -> None:
+        for dev, host in self.buffers.values():
+            self.cudart.cudaFree(dev)
+            self.cudart.cudaFreeHost(host.ctypes.data)
+        self.buffers.clear()
+        self.cudart.cudaStreamDestroy(self.stream)

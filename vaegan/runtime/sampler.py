@@ -1,0 +1,270 @@
+"""Sampler: the runtime API. uint8 NHWC images in and out; numpy and one engine, never torch.
+
+s = Sampler.load("artifacts/digits")            # picks the best usable engine, says why
+images = s.sample(64, seed=0)                   # uint8 [64, H, W, C]
+mu, logvar = s.encode(images)
+s.reconstruct(images); s.interpolate(a, b, steps=8); s.decode(z)
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vaegan.errors import ArtifactError, BackendUnavailable, InputError
+from vaegan.export.manifest import Artifact, Manifest, verify
+from vaegan.runtime.backends import BACKENDS, Runner, load_runner
+
+log = logging.getLogger(__name__)
+PRECISIONS = ("fp32", "fp16", "int8")
+FORMAT_OF = {"ort": "onnx", "openvino": "openvino", "tensorrt": "tensorrt"}
+DEFAULT_MAX_N = 100_000
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def _ort_has_gpu() -> bool:
+    from vaegan.runtime.backends.ort import GPU_PROVIDERS, available_providers
+
+    return any(p in available_providers() for p in GPU_PROVIDERS)
+
+
+class Sampler:
+    """Encoder and decoder runners for one precision on one backend."""
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        decoder: Runner,
+        encoder: Runner | None,
+        backend_info: dict[str, Any],
+        max_n: int = DEFAULT_MAX_N,
+    ):
+        self.manifest = manifest
+        self.decoder_runner = decoder
+        self.encoder_runner = encoder
+        self.backend_info = backend_info
+        self.latent_dim = manifest.latent_dim
+        self.image_shape = manifest.image_shape
+        self.max_batch = int(manifest.max_batch)
+        self.max_n = max_n
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load(
+        cls,
+        art_dir: str | Path,
+        backend: str = "auto",
+        precision: str = "fp32",
+        device: str | None = None,
+        threads: int = 0,
+        max_n: int = DEFAULT_MAX_N,
+    ) -> Sampler:
+        """Load an artifact dir. backend: auto | ort | openvino | tensorrt; precision: fp32 | fp16 | int8.
+
+        Every file used is checked against its sha256 in the manifest first.
+        """
+        if precision not in PRECISIONS:
+            raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if backend != "auto" and backend not in BACKENDS:
+            raise InputError(f"backend must be auto or one of {', '.join(BACKENDS)}, got {backend!r}")
+        art_dir = Path(art_dir)
+        manifest = Manifest.load(art_dir)
+        candidates = cls._candidates(manifest, backend, precision)
+        reasons = []
+        for name, why in candidates:
+            dec = manifest.find("decoder", precision, FORMAT_OF[name])
+            if dec is None:
+                reasons.append(f"{name}: no {precision} {FORMAT_OF[name]} decoder in the manifest")
+                continue
+            try:
+                runners = {}
+                for comp in ("decoder", "encoder"):
+                    art = manifest.find(comp, precision, FORMAT_OF[name])
+                    if art is None:
+                        continue
+                    path = verify(art_dir, art)
+                    _verify_sidecar(art_dir, art)
+                    runners[comp] = load_runner(name, path, art, device, threads)
+            except BackendUnavailable as e:
+                if backend != "auto":
+                    raise
+                reasons.append(f"{name}: {e}")
+                continue
+            except ArtifactError as e:
+                if backend != "auto" or "sha256" in str(e) or "missing" in str(e):
+                    raise  # a corrupted artifact is an error, not a reason to fall back silently
+                reasons.append(f"{name}: {e}")
+                continue
+            info = {
+                "backend": name,
+                "precision": precision,
+                "why": why,
+                "skipped": reasons,
+                "decoder": asdict(runners["decoder"].info),
+            }
+            if "encoder" in runners:
+                info["encoder"] = asdict(runners["encoder"].info)
+            return cls(manifest, runners["decoder"], runners.get("encoder"), info, max_n)
+        raise BackendUnavailable(
+            f"no usable {precision} decoder in {art_dir} for backend {backend}: "
+            + "; ".join(reasons)
+            + ". Run `vaegan doctor "
+            + str(art_dir)
+            + "` for what this machine can run"
+        )
+
+    @staticmethod
+    def _candidates(manifest: Manifest, backend: str, precision: str) -> list[tuple[str, str]]:
+        if backend != "auto":
+            return [(backend, "requested")]
+        out = []
+        if manifest.find("decoder", precision, "tensorrt") and _installed("tensorrt"):
+            out.append(("tensorrt", "TensorRT engine present and TensorRT installed"))
+        if _installed("onnxruntime") and _ort_has_gpu():
+            out.append(("ort", "ONNX Runtime with a GPU execution provider"))
+        out.append(("ort", "ONNX Runtime on the CPU (fastest CPU path in docs/benchmarks.md)"))
+        if manifest.find("decoder", precision, "openvino") and _installed("openvino"):
+            out.append(("openvino", "OpenVINO IR present and OpenVINO installed"))
+        return out
+
+    # ------------------------------------------------------------------ validation
+    def _check_n(self, n: Any) -> int:
+        if isinstance(n, bool) or not isinstance(n, int | np.integer):
+            raise InputError(f"n must be an integer, got {type(n).__name__}")
+        if n < 1 or n > self.max_n:
+            raise InputError(f"n must be between 1 and {self.max_n}, got {n}: ask for fewer samples per call")
+        return int(n)
+
+    def _check_z(self, z: Any) -> np.ndarray:
+        z = np.asarray(z)
+        if z.ndim == 1:
+            z = z[None]
+        if z.ndim != 2 or z.shape[1] != self.latent_dim:
+            raise InputError(
+                f"latents must be [N, {self.latent_dim}] (this model's latent dim), got {list(z.shape)}"
+            )
+        if not np.issubdtype(z.dtype, np.floating):
+            raise InputError(f"latents must be floating point, got {z.dtype}")
+        if len(z) == 0:
+            raise InputError("latents are empty: pass at least one row")
+        if len(z) > self.max_n:
+            raise InputError(f"at most {self.max_n} latents per call, got {len(z)}")
+        if not np.isfinite(z).all():
+            raise InputError("latents contain NaN or inf: pass finite values")
+        return np.ascontiguousarray(z, dtype=np.float32)
+
+    def _check_images(self, images: Any) -> np.ndarray:
+        x = np.asarray(images)
+        h, w, c = self.image_shape
+        if x.ndim == 3:
+            x = x[None]
+        if x.dtype != np.uint8:
+            raise InputError(
+                f"images must be uint8 (0..255) NHWC, got {x.dtype}: convert with .astype(np.uint8)"
+            )
+        if x.ndim != 4 or x.shape[1:] != (h, w, c):
+            raise InputError(
+                f"images must be [N, {h}, {w}, {c}] uint8 (NHWC, this model's size), got {list(x.shape)}: "
+                "resize with vaegan.runtime.images.load_image"
+            )
+        if len(x) == 0 or len(x) > self.max_n:
+            raise InputError(f"pass between 1 and {self.max_n} images, got {len(x)}")
+        return np.ascontiguousarray(x)
+
+    # ------------------------------------------------------------------ API
+    def latents(self, n: int, seed: int | None = None, temperature: float = 1.0) -> np.ndarray:
+        """The latents `sample` decodes: the same seed gives the same latents on every backend."""
+        n = self._check_n(n)
+        if (
+            not isinstance(temperature, int | float)
+            or not np.isfinite(temperature)
+            or not 0 < temperature <= 10
+        ):
+            raise InputError(f"temperature must be in (0, 10], got {temperature!r}")
+        if seed is not None and (
+            isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0
+        ):
+            raise InputError(f"seed must be a non-negative integer or None, got {seed!r}")
+        rng = np.random.default_rng(seed)
+        return rng.standard_normal((n, self.latent_dim), dtype=np.float32) * np.float32(temperature)
+
+    def sample(self, n: int, seed: int | None = None, temperature: float = 1.0) -> np.ndarray:
+        return self.decode(self.latents(n, seed, temperature))
+
+    def decode(self, z: Any) -> np.ndarray:
+        """Latents [N, Z] -> uint8 images [N, H, W, C], in chunks of the engine's max batch."""
+        z = self._check_z(z)
+        out = np.empty((len(z), *self.image_shape), dtype=np.uint8)
+        for i in range(0, len(z), self.max_batch):
+            self.decoder_runner.run_into(z[i : i + self.max_batch], [out[i : i + self.max_batch]])
+        return out
+
+    def encode(self, images: Any) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 images [N, H, W, C] -> (mu, logvar), each float32 [N, Z]."""
+        if self.encoder_runner is None:
+            raise ArtifactError("this artifact dir has no encoder for the chosen backend/precision")
+        x = self._check_images(images)
+        mu = np.empty((len(x), self.latent_dim), np.float32)
+        logvar = np.empty_like(mu)
+        for i in range(0, len(x), self.max_batch):
+            s = slice(i, i + self.max_batch)
+            self.encoder_runner.run_into(x[s], [mu[s], logvar[s]])
+        return mu, logvar
+
+    def reconstruct(self, images: Any) -> np.ndarray:
+        return self.decode(self.encode(images)[0])
+
+    def interpolate(self, a: Any, b: Any, steps: int = 8) -> np.ndarray:
+        """Images along the spherical path between a and b (latents [Z] or uint8 images [H,W,C])."""
+        if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or not 2 <= steps <= 1024:
+            raise InputError(f"steps must be an integer in [2, 1024], got {steps!r}")
+        za, zb = (self._as_latent(v) for v in (a, b))
+        t = np.linspace(0.0, 1.0, int(steps), dtype=np.float64)[:, None]
+        cos = np.clip(np.dot(za, zb) / (np.linalg.norm(za) * np.linalg.norm(zb) + 1e-12), -1.0, 1.0)
+        omega = np.arccos(cos)
+        if omega < 1e-6:
+            z = (1 - t) * za + t * zb
+        else:
+            z = (np.sin((1 - t) * omega) * za + np.sin(t * omega) * zb) / np.sin(omega)
+        return self.decode(z.astype(np.float32))
+
+    def _as_latent(self, v: Any) -> np.ndarray:
+        v = np.asarray(v)
+        if v.dtype == np.uint8:
+            return self.encode(v)[0][0].astype(np.float64)
+        return self._check_z(v)[0].astype(np.float64)
+
+    def close(self) -> None:
+        for r in (self.decoder_runner, self.encoder_runner):
+            if r is not None:
+                r.close()
+
+    def __enter__(self) -> Sampler:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _verify_sidecar(art_dir: Path, art: Artifact) -> None:
+    """OpenVINO's weights file (.bin) is checked too."""
+    w = art.notes.get("weights")
+    if w:
+        from vaegan.export.manifest import sha256_file
+
+        p = Path(art_dir) / w
+        if not p.is_file():
+            raise ArtifactError(f"{p} is listed in the manifest but missing: re-export the artifacts")
+        if sha256_file(p) != art.notes.get("weights_sha256"):
+            raise ArtifactError(
+                f"{p} does not match its sha256 in the manifest: the file was modified; re-export"
+            )

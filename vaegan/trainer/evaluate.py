@@ -1,0 +1,68 @@
+"""`vaegan eval`: score a run directory (or images from elsewhere) against its dataset."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vaegan.config import RunConfig
+from vaegan.errors import DataError
+from vaegan.trainer.checkpoint import load_model
+from vaegan.trainer.data import Dataset, load_dataset, to_uint8
+from vaegan.trainer.metrics import LABEL_METRICS, get_classifier, score_images, vae_stats
+
+
+@dataclass
+class Evaluation:
+    metrics: dict[str, float]
+    unavailable: dict[str, str] = field(default_factory=dict)  # metric -> why
+    info: dict[str, object] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"metrics": self.metrics, "unavailable": self.unavailable, "info": self.info}
+
+
+def reference_splits(cfg: RunConfig) -> tuple[Dataset, Dataset]:
+    data = load_dataset(cfg.train.data, cfg.model.image_size, cfg.model.channels)
+    if cfg.data_key and data.key != cfg.data_key:
+        raise DataError(
+            f"the dataset at {cfg.train.data!r} changed since training (key {data.key} != {cfg.data_key}): "
+            "evaluate against the data the model was trained on"
+        )
+    return data.split(cfg.train.val_fraction, cfg.train.seed)
+
+
+def evaluate_images(images: np.ndarray, cfg: RunConfig, splits=None) -> Evaluation:
+    """Label-based metrics for images from anywhere (an exported artifact at any precision)."""
+    train, val = splits or reference_splits(cfg)
+    if train.labels is None:
+        why = "the dataset has no labels, so there is no in-project feature space"
+        return Evaluation({}, dict.fromkeys(LABEL_METRICS, why))
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != train.images.shape[1:]:
+        raise DataError(
+            f"images must be uint8 {train.images.shape[1:]} NHWC, got {images.dtype} {images.shape}"
+        )
+    clf = get_classifier(train, val, train.key)
+    return Evaluation(
+        score_images(images, train, clf),
+        info={"classifier_accuracy": clf.accuracy, "n": len(images), "reference_n": len(train.images)},
+    )
+
+
+def evaluate_run(run_dir: str | Path, n: int = 2000, seed: int = 0) -> Evaluation:
+    cfg, m = load_model(run_dir)
+    splits = reference_splits(cfg)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        z = torch.randn(n, cfg.model.latent_dim, generator=g)
+        images = np.concatenate([to_uint8(m.decoder(z[i : i + 500])) for i in range(0, n, 500)])
+    ev = evaluate_images(images, cfg, splits)
+    if cfg.train.mode == "gan":
+        ev.unavailable |= dict.fromkeys(("psnr", "kl", "active_units"), "mode 'gan' trains no encoder")
+    else:
+        ev.metrics |= vae_stats(m.encoder, m.decoder, splits[1])
+    ev.info |= {"run": str(run_dir), "mode": cfg.train.mode, "seed": seed, "n": n}
+    return ev
