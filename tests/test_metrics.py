@@ -108,6 +108,7 @@ def test_eval_cli_on_a_run(trained_run, tmp_path):
         str(tmp_path / "e2.json"),
         env={"VAEGAN_CACHE": str(tmp_path / "cache")},
     )
+    assert r2.returncode == 0, r2.stderr
     assert json.loads((tmp_path / "e2.json").read_text())["metrics"] == m  # seeded and repeatable
 
 
