@@ -383,6 +383,154 @@ def _table(rows: list[tuple]) -> None:
             click.echo("  ".join("-" * w for w in widths))
 
 
+# ---------------------------------------------------------------------------------- sample/serve
+_backend_opt = click.option(
+    "--backend",
+    type=click.Choice(["auto", "ort", "openvino", "tensorrt"]),
+    default="auto",
+    show_default=True,
+    help="Engine; auto picks the best usable one and says why.",
+)
+_precision_opt = click.option(
+    "--precision",
+    type=click.Choice(["fp32", "fp16", "int8"]),
+    default="fp32",
+    show_default=True,
+    help="Which exported precision to run.",
+)
+_device_opt = click.option(
+    "--device", default=None, help="Engine device (ort: cpu/cuda/tensorrt; openvino: CPU/GPU/NPU)."
+)
+
+
+@cli.command()
+@click.argument("art_dir", type=click.Path(path_type=Path))
+@click.option("-n", "n", type=int, default=64, show_default=True, help="Number of samples.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="FILE.png: a grid; FILE.npz: 'images' (uint8 NHWC) and 'z'; a directory: one PNG per image.",
+)
+@click.option(
+    "--seed", type=int, default=None, help="Seed for the latents (same seed, same images on every backend)."
+)
+@click.option("--temperature", type=float, default=1.0, show_default=True, help="Scale of the prior latents.")
+@click.option("--interpolate", is_flag=True, help="Write a strip interpolating between two seeded latents.")
+@click.option("--steps", type=int, default=10, show_default=True, help="Steps of the --interpolate strip.")
+@click.option(
+    "--reconstruct",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="Reconstruct this image file or every image in this folder instead of sampling.",
+)
+@_backend_opt
+@_precision_opt
+@_device_opt
+def sample(
+    art_dir: Path,
+    n: int,
+    out: Path,
+    seed,
+    temperature,
+    interpolate,
+    steps,
+    reconstruct,
+    backend,
+    precision,
+    device,
+) -> None:
+    """Generate images with the torch-free runtime (also: interpolate, reconstruct)."""
+    import numpy as np
+
+    from vaegan.io import atomic_write
+    from vaegan.runtime.images import IMAGE_SUFFIXES, load_image, save_grid, save_png
+    from vaegan.runtime.sampler import Sampler
+
+    s = Sampler.load(art_dir, backend=backend, precision=precision, device=device)
+    z = None
+    if reconstruct is not None:
+        files = (
+            [reconstruct]
+            if reconstruct.is_file()
+            else sorted(p for p in reconstruct.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        )
+        if not files:
+            _fail(f"no PNG/JPEG/BMP images in {reconstruct}")
+        h, _, c = s.image_shape
+        try:
+            originals = np.stack([load_image(p, h, c) for p in files])
+        except OSError as e:
+            _fail(f"cannot read an image under {reconstruct}: {e}")
+        images = np.stack([originals, s.reconstruct(originals)], 1).reshape(-1, *s.image_shape)
+        cols = 2 * min(8, len(files))
+    elif interpolate:
+        za, zb = s.latents(2, seed=seed)
+        images, cols = s.interpolate(za, zb, steps), steps
+    else:
+        z = s.latents(n, seed=seed, temperature=temperature)
+        images, cols = s.decode(z), None
+    if out.suffix == ".png":
+        save_grid(out, images, cols=cols)
+    elif out.suffix == ".npz":
+        with atomic_write(out) as f:
+            np.savez(f, images=images, **({"z": z} if z is not None else {}))
+    elif out.suffix == "":
+        out.mkdir(parents=True, exist_ok=True)
+        for i, img in enumerate(images):
+            save_png(out / f"{i:05d}.png", img)
+    else:
+        _fail(f"--out must end in .png or .npz, or be a directory (got {out.name})")
+    info = s.backend_info
+    click.echo(
+        f"{len(images)} images -> {out}  [{info['backend']} {info['precision']} on "
+        f"{info['decoder']['device']}: {info['why']}]"
+    )
+
+
+@cli.command()
+@click.argument("art_dir", type=click.Path(path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option(
+    "--max-batch",
+    type=int,
+    default=None,
+    help="Rows merged per engine call (default: the export's max batch).",
+)
+@click.option(
+    "--max-delay-ms", type=float, default=5.0, show_default=True, help="How long a request waits for company."
+)
+@click.option(
+    "--max-queue", type=int, default=64, show_default=True, help="Requests waiting before 503 + Retry-After."
+)
+@click.option("--max-n", type=int, default=1024, show_default=True, help="Largest n one request may ask for.")
+@_backend_opt
+@_precision_opt
+@_device_opt
+def serve(
+    art_dir: Path, host, port, max_batch, max_delay_ms, max_queue, max_n, backend, precision, device
+) -> None:
+    """Serve the model over HTTP: POST /v1/sample, POST /v1/reconstruct, GET /healthz, GET /metrics."""
+    try:
+        from vaegan.runtime.server import ServeConfig
+        from vaegan.runtime.server import serve as run_server
+    except ImportError as e:
+        _fail(f"serving needs the serve extra ({e.name} missing): pip install 'vaegan[serve]'")
+    from vaegan.runtime.sampler import Sampler
+
+    s = Sampler.load(art_dir, backend=backend, precision=precision, device=device, max_n=max_n)
+    cfg = ServeConfig(
+        max_batch=max_batch or s.max_batch, max_delay_ms=max_delay_ms, max_queue=max_queue, max_n=max_n
+    )
+    click.echo(
+        f"serving {art_dir} on http://{host}:{port} ({s.backend_info['backend']} {precision}: "
+        f"{s.backend_info['why']})",
+        err=True,
+    )
+    run_server(s, host, port, cfg)
+
+
 def main() -> None:
     """Console entry point: every VaeganError or usage error is one line on stderr and exit code 2."""
     try:

@@ -10,6 +10,8 @@ from PIL import Image
 
 from vaegan.io import atomic_write
 
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
+
 
 def grid(images: np.ndarray, cols: int | None = None, pad: int = 2, scale: int = 1) -> np.ndarray:
     """Tile uint8 [N,H,W,C] into one uint8 [H',W',C] picture, `scale` times larger (nearest)."""

@@ -140,8 +140,10 @@ class Sampler:
     def _check_n(self, n: Any) -> int:
         if isinstance(n, bool) or not isinstance(n, int | np.integer):
             raise InputError(f"n must be an integer, got {type(n).__name__}")
-        if n < 1 or n > self.max_n:
-            raise InputError(f"n must be between 1 and {self.max_n}, got {n}: ask for fewer samples per call")
+        if n < 1:
+            raise InputError(f"n must be at least 1, got {n}")
+        if n > self.max_n:
+            raise InputError(f"n={n} is over the limit of {self.max_n} per call: ask in smaller chunks")
         return int(n)
 
     def _check_z(self, z: Any) -> np.ndarray:

@@ -16,11 +16,9 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from vaegan.errors import DataError
-from vaegan.runtime.images import fit_image
+from vaegan.runtime.images import IMAGE_SUFFIXES, fit_image
 
 log = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 
 
 @dataclass

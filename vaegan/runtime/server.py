@@ -1,0 +1,244 @@
+"""`vaegan serve`: the Sampler over HTTP (starlette + uvicorn), with micro-batching.
+
+POST /v1/sample       JSON {"n", "seed", "temperature", "format": "png" | "npy"}
+POST /v1/reconstruct  an image file as the body (PNG/JPEG/BMP) -> PNG of the reconstruction
+GET  /healthz         model and backend, queue depth
+GET  /metrics         Prometheus text: requests, batch sizes, latency
+
+Inference runs on the batcher's thread; the event loop only parses, waits and encodes. A full queue
+answers 503 with Retry-After; bad input answers 4xx with {"error": ...}; nothing a client sends
+stops the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from vaegan.errors import InputError, Overloaded, VaeganError
+from vaegan.runtime.batcher import BatcherClosed, MicroBatcher
+from vaegan.runtime.images import grid, to_pil
+from vaegan.runtime.sampler import Sampler
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServeConfig:
+    max_batch: int = 64
+    max_delay_ms: float = 5.0
+    max_queue: int = 64
+    max_n: int = 1024
+    max_body_bytes: int = 4 << 20
+    request_timeout_s: float = 60.0
+
+
+def _metrics():
+    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+    reg = CollectorRegistry()
+    return reg, {
+        "requests": Counter("vaegan_requests", "HTTP requests", ["endpoint", "status"], registry=reg),
+        "latency": Histogram(
+            "vaegan_request_seconds",
+            "Request latency",
+            ["endpoint"],
+            registry=reg,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        ),
+        "batch": Histogram(
+            "vaegan_batch_size",
+            "Rows per engine call",
+            registry=reg,
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+        ),
+        "batch_seconds": Histogram("vaegan_batch_seconds", "Engine time per batch", registry=reg),
+        "samples": Counter("vaegan_samples", "Images generated", registry=reg),
+        "queue": Gauge("vaegan_queue_depth", "Requests waiting", registry=reg),
+    }
+
+
+def create_app(sampler: Sampler, cfg: ServeConfig | None = None):
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, PlainTextResponse, Response
+    from starlette.routing import Route
+
+    cfg = cfg or ServeConfig()
+    registry, m = _metrics()
+
+    def on_batch(rows: int, seconds: float) -> None:
+        m["batch"].observe(rows)
+        m["batch_seconds"].observe(seconds)
+
+    batcher = MicroBatcher(sampler.decode, cfg.max_batch, cfg.max_delay_ms, cfg.max_queue, on_batch)
+
+    def error(status: int, msg: str, **headers) -> JSONResponse:
+        return JSONResponse({"error": msg}, status_code=status, headers=headers)
+
+    async def read_body(request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > cfg.max_body_bytes):
+            raise _TooLarge()
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > cfg.max_body_bytes:
+                raise _TooLarge()
+        return bytes(body)
+
+    async def run_batched(z: np.ndarray) -> np.ndarray:
+        fut = batcher.submit(z)
+        return await asyncio.wait_for(asyncio.wrap_future(fut), cfg.request_timeout_s)
+
+    def endpoint(name: str):
+        def wrap(handler):
+            async def inner(request: Request) -> Response:
+                t0 = time.perf_counter()
+                try:
+                    resp = await handler(request)
+                except _TooLarge:
+                    resp = error(413, f"request body over {cfg.max_body_bytes} bytes")
+                except (Overloaded, BatcherClosed) as e:
+                    resp = error(503, str(e), **{"Retry-After": "1"})
+                except (InputError, ValueError) as e:
+                    resp = error(400, str(e))
+                except asyncio.TimeoutError:
+                    resp = error(504, f"request took over {cfg.request_timeout_s:.0f}s")
+                except VaeganError as e:
+                    resp = error(500, str(e))
+                except Exception as e:  # noqa: BLE001 - a request must never take the server down
+                    log.exception("internal error on %s", name)
+                    resp = error(500, f"internal error: {type(e).__name__}")
+                m["requests"].labels(name, str(resp.status_code)).inc()
+                m["latency"].labels(name).observe(time.perf_counter() - t0)
+                return resp
+
+            return inner
+
+        return wrap
+
+    @endpoint("sample")
+    async def sample(request: Request) -> Response:
+        body = await read_body(request)
+        try:
+            req = json.loads(body or b"{}")
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise InputError(f"body is not valid JSON ({e.__class__.__name__})") from None
+        if not isinstance(req, dict):
+            raise InputError('body must be a JSON object like {"n": 8, "seed": 0}')
+        unknown = set(req) - {"n", "seed", "temperature", "format"}
+        if unknown:
+            raise InputError(f"unknown fields: {', '.join(sorted(map(str, unknown)))}")
+        n, fmt = req.get("n", 1), req.get("format", "png")
+        if fmt not in ("png", "npy"):
+            raise InputError(f"format must be png or npy, got {fmt!r}")
+        if isinstance(n, int) and not isinstance(n, bool) and n > cfg.max_n:
+            raise InputError(f"n={n} is over this server's limit of {cfg.max_n} (--max-n)")
+        seed = req.get("seed")
+        z = sampler.latents(n, seed=seed, temperature=req.get("temperature", 1.0))
+        images = await run_batched(z)
+        m["samples"].inc(len(images))
+        headers = {"X-Vaegan-N": str(len(images))}
+        if seed is not None:
+            headers["X-Vaegan-Seed"] = str(seed)
+        if fmt == "npy":
+            buf = io.BytesIO()
+            np.save(buf, images, allow_pickle=False)
+            return Response(buf.getvalue(), media_type="application/x-npy", headers=headers)
+        return Response(await asyncio.to_thread(_png, images), media_type="image/png", headers=headers)
+
+    @endpoint("reconstruct")
+    async def reconstruct(request: Request) -> Response:
+        body = await read_body(request)
+        if not body:
+            raise InputError("send an image file (PNG, JPEG or BMP) as the request body")
+        image = await asyncio.to_thread(_decode_image, body, sampler)
+        rec = await asyncio.to_thread(sampler.reconstruct, image)
+        m["samples"].inc(1)
+        return Response(await asyncio.to_thread(_png, rec), media_type="image/png")
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse(
+            {
+                "status": "ok",
+                "model": sampler.manifest.model,
+                "backend": sampler.backend_info["backend"],
+                "precision": sampler.backend_info["precision"],
+                "queue": batcher.queued,
+                "max_batch": cfg.max_batch,
+                "max_n": cfg.max_n,
+            }
+        )
+
+    async def metrics(request: Request) -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        m["queue"].set(batcher.queued)
+        return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def not_found(request: Request, exc) -> Response:
+        status = getattr(exc, "status_code", 404)
+        return error(status, f"{request.method} {request.url.path}: {getattr(exc, 'detail', 'not found')}")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        await asyncio.to_thread(batcher.close, True)  # answer what was accepted, then stop
+
+    app = Starlette(
+        routes=[
+            Route("/v1/sample", sample, methods=["POST"]),
+            Route("/v1/reconstruct", reconstruct, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+        ],
+        exception_handlers={404: not_found, 405: not_found},
+        lifespan=lifespan,
+    )
+    app.state.batcher = batcher
+    app.state.sampler = sampler
+    return app
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _png(images: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    to_pil(images[0] if len(images) == 1 else grid(images)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _decode_image(body: bytes, sampler: Sampler) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    from vaegan.runtime.images import fit_image
+
+    try:
+        img = Image.open(io.BytesIO(body))
+        if img.width * img.height > 16_000_000:
+            raise InputError("image is over 16 megapixels")
+        img.load()
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
+        raise InputError(
+            f"body is not a readable image ({type(e).__name__}); send PNG, JPEG or BMP"
+        ) from None
+    h, _, c = sampler.image_shape
+    return fit_image(img, h, c)[None]
+
+
+def serve(sampler: Sampler, host: str, port: int, cfg: ServeConfig) -> None:
+    """Run until SIGINT/SIGTERM; uvicorn then stops accepting and finishes what it accepted."""
+    import uvicorn
+
+    app = create_app(sampler, cfg)
+    uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=30)
