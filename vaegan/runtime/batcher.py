@@ -8,6 +8,7 @@ the result back in order. The queue is bounded: when it is full, `submit` raises
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -101,10 +102,8 @@ class MicroBatcher:
                     break
                 if req is not None:
                     req.future.set_exception(BatcherClosed("the batcher was closed before this request ran"))
-        try:
+        with contextlib.suppress(queue.Full):
             self._q.put(None, timeout=timeout)  # wakes the worker; it exits once the queue is empty
-        except queue.Full:
-            pass
         self._worker.join(timeout)
 
     def __enter__(self) -> MicroBatcher:
