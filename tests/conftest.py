@@ -42,3 +42,16 @@ def trained_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("run") / "digits"
     train(tiny_run_config(max_steps=30, checkpoint_every=10), out, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def art_dir() -> Path:
+    """The exported fixture artifacts (tests/make_fixture.py), as the runtime tests use them."""
+    path = Path(os.environ.get("VAEGAN_FIXTURE", ROOT / "build" / "fixture-artifacts"))
+    if not (path / "manifest.json").exists():
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is None:  # the torch-free runtime venv cannot export
+            pytest.fail(f"no fixture artifacts at {path}: run `make fixture` first (needs the dev venv)")
+        subprocess.run([sys.executable, str(ROOT / "tests" / "make_fixture.py"), str(path)], check=True)
+    return path

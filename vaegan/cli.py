@@ -531,6 +531,115 @@ def serve(
     run_server(s, host, port, cfg)
 
 
+# ----------------------------------------------------------------------------------------- bench
+@cli.command()
+@click.argument("art_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--engine",
+    "engines",
+    callback=_csv(str),
+    default=",".join(["vaegan-ort", "vaegan-openvino", "ort-raw", "openvino-default", "torch-eager"]),
+    show_default=True,
+    help="Engines to compare: vaegan's runtime per backend and the peers on the same model.",
+)
+@click.option("--precision", "precisions", callback=_csv(str), default="fp32,int8", show_default=True)
+@click.option(
+    "--component",
+    "components",
+    callback=_csv(str),
+    default="decoder",
+    show_default=True,
+    help="decoder, encoder or both.",
+)
+@click.option("--batch", "batches", callback=_csv(int), default="1,8,64", show_default=True)
+@click.option("--warmup", type=int, default=10, show_default=True, help="Untimed calls before measuring.")
+@click.option(
+    "--iters", type=int, default=0, show_default=True, help="Timed calls per case (0: use --seconds)."
+)
+@click.option("--seconds", type=float, default=2.0, show_default=True, help="Time budget per case.")
+@click.option("--threads", type=int, default=0, show_default=True, help="Engine threads (0: all cores).")
+@click.option(
+    "--run-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Run dir for the PyTorch eager peer (default: the one recorded in the manifest).",
+)
+@click.option("--no-peak", is_flag=True, help="Skip the peak matmul measurement.")
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write results as JSON (schema in docs/benchmarks.md).",
+)
+@click.option("--markdown", "md_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option(
+    "--plot",
+    "plot_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Throughput-vs-batch chart (PNG; needs matplotlib).",
+)
+def bench(
+    art_dir: Path,
+    engines,
+    precisions,
+    components,
+    batches,
+    warmup,
+    iters,
+    seconds,
+    threads,
+    run_dir,
+    no_peak,
+    json_out,
+    md_out,
+    plot_out,
+) -> None:
+    """Latency/throughput per engine x precision x batch, with peers and % of this machine's peak.
+
+    Every ratio is measured in this one run; these machines are noisy, so compare rows of one run.
+    """
+    from vaegan import bench as B
+
+    bad = [e for e in engines if e not in B.ENGINES]
+    if bad:
+        _fail(f"unknown engine {bad[0]!r}: choose from {', '.join(B.ENGINES)}")
+    if any(p not in ("fp32", "fp16", "int8") for p in precisions):
+        _fail("--precision takes fp32, fp16, int8")
+    if any(c not in ("decoder", "encoder") for c in components):
+        _fail("--component takes decoder, encoder")
+    if any(b < 1 or b > 65536 for b in batches):
+        _fail("--batch sizes must be between 1 and 65536")
+    if iters < 0 or seconds <= 0 or warmup < 0:
+        _fail("--iters and --warmup must be >= 0 and --seconds > 0")
+    cfg = B.BenchConfig(
+        engines=engines,
+        precisions=precisions,
+        components=components,
+        batches=batches,
+        warmup=warmup,
+        iters=iters,
+        seconds=seconds,
+        threads=threads,
+        peak=not no_peak,
+    )
+    result = B.run_bench(art_dir, cfg, run_dir=run_dir, progress=True)
+    click.echo(B.table(result))
+    for k, v in result["ratios"].items():
+        click.echo(f"{k}: {v:.3f}")
+    for k, why in result["skipped"].items():
+        click.echo(f"skipped {k}: {why}")
+    if json_out:
+        B.write_json(result, json_out)
+    if md_out:
+        from vaegan.io import write_bytes
+
+        write_bytes(md_out, B.markdown(result).encode())
+    if plot_out:
+        B.plot(result, plot_out)
+
+
 def main() -> None:
     """Console entry point: every VaeganError or usage error is one line on stderr and exit code 2."""
     try:

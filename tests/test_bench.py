@@ -1,0 +1,71 @@
+"""`vaegan bench` output format and its peak measurement, on the tiny fixture (not its speed)."""
+
+import json
+
+from tests.conftest import run_cli
+from vaegan.bench import BenchConfig, markdown, measure_peak, model_flops, run_bench, table
+
+
+def test_peak_measurement_reports_each_precision():
+    peak = measure_peak(seconds=0.2, n=256)
+    assert {"fp32", "int8"} <= set(peak) and all(v > 0.1 for v in peak.values())
+
+
+def test_model_flops_counts_convs_and_gemms(art_dir):
+    flops = model_flops(art_dir / "decoder.fp32.onnx")
+    # tiny decoder: z=8 -> 4x4x32 (Gemm), 8x8: 32->16, 16x16: 16->8, 16x16: 8->1 (3x3 convs)
+    expect = 2 * (8 * 512 + 8 * 8 * 16 * 32 * 9 + 16 * 16 * 8 * 16 * 9 + 16 * 16 * 1 * 8 * 9)
+    assert abs(flops - expect) / expect < 0.01
+
+
+def test_bench_result_schema(art_dir):
+    cfg = BenchConfig(
+        engines=["vaegan-ort", "ort-raw", "openvino-default", "torch-eager"],
+        precisions=["fp32"],
+        batches=[1, 4],
+        warmup=1,
+        iters=3,
+        peak=True,
+    )
+    r = run_bench(art_dir, cfg, progress=False)
+    assert r["schema_version"] == 1 and r["machine"]["cores"] >= 1
+    rows = r["rows"]
+    assert {(x["engine"], x["batch"]) for x in rows} >= {("vaegan-ort", 1), ("ort-raw", 4)}
+    for x in rows:
+        assert x["iters"] == 3 and x["median_ms"] > 0 and x["p99_ms"] >= x["median_ms"] * 0.999
+        assert x["images_per_s"] > 0 and x["peak_fraction"] > 0
+    assert "runtime_overhead_b4" in r["ratios"]
+    assert "torch-eager/fp32/decoder" in r["skipped"]  # the fixture's run dir was temporary
+    assert "| vaegan-ort | fp32 | decoder | 1 |" in markdown(r)
+    assert "median ms" in table(r)
+
+
+def test_bench_cli_writes_json_markdown_and_plot(art_dir, tmp_path):
+    r = run_cli(
+        "bench",
+        str(art_dir),
+        "--engine",
+        "vaegan-ort,ort-raw",
+        "--precision",
+        "fp32,int8",
+        "--batch",
+        "2",
+        "--iters",
+        "3",
+        "--warmup",
+        "1",
+        "--no-peak",
+        "--json",
+        str(tmp_path / "b.json"),
+        "--markdown",
+        str(tmp_path / "b.md"),
+        "--plot",
+        str(tmp_path / "b.png"),
+    )
+    assert r.returncode == 0, r.stderr
+    data = json.loads((tmp_path / "b.json").read_text())
+    assert len(data["rows"]) == 4 and data["peak_gflops"] == {}
+    assert (tmp_path / "b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "vaegan-ort" in r.stdout and "median ms" in r.stdout
+    bad = run_cli("bench", str(art_dir), "--engine", "tflite")
+    assert bad.returncode == 2 and "unknown engine" in bad.stderr
