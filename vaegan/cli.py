@@ -640,6 +640,23 @@ def bench(
         B.plot(result, plot_out)
 
 
+# ---------------------------------------------------------------------------------------- doctor
+@cli.command()
+@click.argument("art_dir", type=click.Path(path_type=Path), required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (for scripts).")
+def doctor(art_dir: Path | None, as_json: bool) -> None:
+    """What this machine can run; with ART_DIR, which artifacts load here, why not, and the fix.
+
+    Exit code 0 when ART_DIR has at least one usable decoder here (or no ART_DIR given), 1 otherwise.
+    """
+    from vaegan.doctor import format_report, run_doctor
+
+    report = run_doctor(art_dir)
+    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else format_report(report))
+    if not report.ok:
+        sys.exit(1)
+
+
 def main() -> None:
     """Console entry point: every VaeganError or usage error is one line on stderr and exit code 2."""
     try:

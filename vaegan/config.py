@@ -60,6 +60,7 @@ class TrainConfig:
     gan_loss: str = "hinge"
     gan_weight: float = 1.0  # base GAN weight, scaled by the adaptive weight
     adaptive_gan_weight: bool = True
+    adaptive_max: float = 1e4  # clamp of the adaptive weight
     r1_gamma: float = 0.0  # R1 penalty on D (spectral norm is on by default)
     diffaug: bool = True
     ema_decay: float = 0.999

@@ -106,9 +106,11 @@ class Manifest:
                 "upgrade vaegan (pip install -U vaegan) or re-export with this version"
             )
         try:
+            if not isinstance(d.get("artifacts"), list):
+                raise TypeError("'artifacts' must be a list")
             d["artifacts"] = [Artifact.from_dict(a) for a in d["artifacts"]]
             return cls(**d)
-        except (KeyError, TypeError) as e:
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise ArtifactError(f"{path} is malformed ({e}): re-export the artifacts") from e
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vaegan.errors import BackendUnavailable, ExportError
+from vaegan.runtime.backends.tensorrt import gpu_tag
 
 log = logging.getLogger(__name__)
 
@@ -27,25 +28,6 @@ def require_tensorrt():
             "or use JetPack 6's system TensorRT on a Jetson (docs/deploying.md); the ONNX artifacts are ready"
         ) from e
     return trt, gpu_tag()
-
-
-def gpu_tag() -> dict:
-    """Name and compute capability of GPU 0 through cuda-python's runtime API."""
-    try:
-        try:
-            from cuda.bindings import runtime as cudart
-        except ImportError:
-            from cuda import cudart
-    except ImportError as e:
-        raise BackendUnavailable("TensorRT engines need cuda-python: pip install cuda-python") from e
-    err, count = cudart.cudaGetDeviceCount()
-    if int(err) != 0 or count < 1:
-        raise BackendUnavailable(
-            "no CUDA GPU is visible: build TensorRT engines on the device that runs them"
-        )
-    err, prop = cudart.cudaGetDeviceProperties(0)
-    name = prop.name.decode() if isinstance(prop.name, bytes) else str(prop.name)
-    return {"gpu": name.strip("\x00 "), "compute_capability": f"{prop.major}.{prop.minor}"}
 
 
 @dataclass

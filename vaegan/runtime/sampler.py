@@ -160,9 +160,11 @@ class Sampler:
             raise InputError("latents are empty: pass at least one row")
         if len(z) > self.max_n:
             raise InputError(f"at most {self.max_n} latents per call, got {len(z)}")
-        if not np.isfinite(z).all():
-            raise InputError("latents contain NaN or inf: pass finite values")
-        return np.ascontiguousarray(z, dtype=np.float32)
+        with np.errstate(over="ignore"):
+            z32 = np.ascontiguousarray(z, dtype=np.float32)
+        if not np.isfinite(z32).all():
+            raise InputError("latents contain NaN or inf (or values beyond float32): pass finite values")
+        return z32
 
     def _check_images(self, images: Any) -> np.ndarray:
         x = np.asarray(images)

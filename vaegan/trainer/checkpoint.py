@@ -36,12 +36,13 @@ def save_weights(path: Path, encoder: Encoder, decoder: Decoder, cfg: RunConfig,
 
 
 def save_run(out: Path, cfg: RunConfig, models: VAEGAN, ema_decoder: Decoder, state: dict[str, Any]) -> None:
-    """Write train_state.pt, then model.safetensors, then config.json (each atomic on its own)."""
+    """Write config.json, then train_state.pt, then model.safetensors (each atomic on its own), so a
+    kill at any point leaves a config beside any state it could resume."""
+    write_json(out / CONFIG, cfg.to_dict())
     buf = io.BytesIO()
     torch.save(state, buf)
     write_bytes(out / STATE, buf.getvalue())
     save_weights(out / WEIGHTS, models.encoder, ema_decoder, cfg, int(state["step"]))
-    write_json(out / CONFIG, cfg.to_dict())
 
 
 def load_state(run_dir: Path) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from torch.optim.swa_utils import AveragedModel
 from vaegan import __version__
 from vaegan.config import RunConfig
 from vaegan.errors import CheckpointError, TrainingDiverged
-from vaegan.io import append_line, read_jsonl, write_bytes
+from vaegan.io import append_line, read_jsonl, write_bytes, write_json
 from vaegan.runtime.images import save_grid
 from vaegan.trainer import checkpoint as ckpt
 from vaegan.trainer.data import load_dataset, to_tensor_range, to_uint8
@@ -177,6 +177,9 @@ def train(
     opt_d = torch.optim.Adam(m.discriminator.parameters(), lr=tc.lr_d, betas=tc.betas)
     ema = AveragedModel(m.decoder, avg_fn=_ema_avg(tc.ema_decay), use_buffers=True)
     start = 0
+    if resume and not (out / ckpt.STATE).exists():
+        log.info("%s has no checkpoint yet (killed before the first one): starting from step 0", out)
+        resume = False
     if resume:
         st = ckpt.load_state(out)
         m.encoder.load_state_dict(st["encoder"])
@@ -198,6 +201,7 @@ def train(
         (out / "samples").mkdir(exist_ok=True)
         if not resume:
             (out / "metrics.jsonl").unlink(missing_ok=True)
+            write_json(out / ckpt.CONFIG, cfg.to_dict())  # before any state exists to resume
         for s in data.skipped:
             append_line(out / "skipped_files.txt", s)
 
@@ -293,7 +297,9 @@ def train(
                         gan, fake = generator_gan_loss(m, z, z_prior, tc.gan_loss, tc.diffaug)
                         w = tc.gan_weight
                         if tc.adaptive_gan_weight:
-                            w = w * adaptive_weight(losses["rec"], gan, m.decoder.last_layer)
+                            w = w * adaptive_weight(losses["rec"], gan, m.decoder.last_layer).clamp(
+                                max=tc.adaptive_max
+                            )
                         losses["gan"], losses["gan_w"] = gan, torch.as_tensor(w)
                         g_total = g_total + w * gan
             if not _finite_everywhere(g_total, world):

@@ -33,17 +33,31 @@ def _check(result):
     return rest[0] if len(rest) == 1 else rest
 
 
+def gpu_tag() -> dict:
+    """Name and compute capability of GPU 0, through cuda-python's runtime API."""
+    cudart = _cudart()
+    err, count = cudart.cudaGetDeviceCount()
+    if int(err) != 0 or count < 1:
+        raise BackendUnavailable(
+            "no CUDA GPU is visible: build and run TensorRT engines on the device itself"
+        )
+    prop = _check(cudart.cudaGetDeviceProperties(0))
+    name = prop.name.decode(errors="replace") if isinstance(prop.name, bytes) else str(prop.name)
+    return {"gpu": name.strip("\x00 "), "compute_capability": f"{prop.major}.{prop.minor}"}
+
+
 def engine_mismatch(tags: dict) -> str | None:
     """Why an engine built with `tags` cannot run here, or None. Used by the runtime and `vaegan doctor`."""
     try:
         import tensorrt as trt
     except ImportError:
         return "TensorRT is not installed here"
-    from vaegan.export.tensorrt import gpu_tag
-
     if tags.get("tensorrt") != trt.__version__:
         return f"built with TensorRT {tags.get('tensorrt')}, this machine has {trt.__version__}"
-    here = gpu_tag()
+    try:
+        here = gpu_tag()
+    except BackendUnavailable as e:
+        return str(e)
     if tags.get("gpu") != here["gpu"] or tags.get("compute_capability") != here["compute_capability"]:
         return (
             f"built for {tags.get('gpu')} (sm {tags.get('compute_capability')}), this machine has "

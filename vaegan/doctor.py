@@ -1,0 +1,221 @@
+"""`vaegan doctor`: what this machine can run, and which artifacts of an artifact dir load here.
+
+Torch-free, like the runtime: it is meant to be run on the device (a Jetson, an edge box) itself.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import platform
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vaegan.errors import VaeganError
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+@dataclass
+class ArtifactCheck:
+    path: str
+    component: str
+    precision: str
+    format: str
+    loadable: bool
+    reason: str = ""
+    fix: str = ""
+
+
+@dataclass
+class Report:
+    machine: list[Check] = field(default_factory=list)
+    artifacts: list[ArtifactCheck] = field(default_factory=list)
+    usable: list[str] = field(default_factory=list)  # "backend/precision" with a loadable decoder
+    art_dir: str | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.art_dir is None or bool(self.usable)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def machine_checks() -> list[Check]:
+    out = [
+        Check(
+            "python",
+            sys.version_info >= (3, 10),
+            f"{platform.python_version()} on {platform.machine()}",
+            "vaegan needs Python >= 3.10 (JetPack 6 ships 3.10)",
+        )
+    ]
+    import numpy as np
+
+    out.append(Check("numpy", True, np.__version__))
+    if importlib.util.find_spec("onnxruntime"):
+        import onnxruntime as ort
+
+        providers = ort.get_available_providers()
+        gpu = [p for p in providers if p in ("CUDAExecutionProvider", "TensorrtExecutionProvider")]
+        out.append(Check("onnxruntime", True, f"{ort.__version__}, providers: {', '.join(providers)}"))
+        out.append(
+            Check(
+                "onnxruntime GPU",
+                bool(gpu),
+                ", ".join(gpu) if gpu else "CPU only",
+                ""
+                if gpu
+                else "for NVIDIA GPUs: pip uninstall onnxruntime && pip install onnxruntime-gpu "
+                "(on Jetson: the onnxruntime-gpu wheel for JetPack 6, see docs/deploying.md)",
+            )
+        )
+    else:
+        out.append(
+            Check("onnxruntime", False, "not installed", "pip install onnxruntime (or onnxruntime-gpu)")
+        )
+    if importlib.util.find_spec("openvino"):
+        import openvino as ov
+
+        out.append(
+            Check("openvino", True, f"{ov.__version__}, devices: {', '.join(ov.Core().available_devices)}")
+        )
+    else:
+        out.append(
+            Check(
+                "openvino",
+                False,
+                "not installed",
+                "for Intel CPUs/iGPUs/NPUs: pip install 'vaegan[openvino]'",
+            )
+        )
+    trt_v = None
+    if importlib.util.find_spec("tensorrt"):
+        try:
+            import tensorrt as trt
+
+            trt_v = trt.__version__
+        except Exception as e:  # noqa: BLE001 - a broken TensorRT install is a finding, not a crash
+            out.append(Check("tensorrt", False, f"installed but fails to import ({e})", "reinstall TensorRT"))
+    if trt_v:
+        out.append(Check("tensorrt", True, trt_v))
+    elif not any(c.name == "tensorrt" for c in out):
+        out.append(
+            Check(
+                "tensorrt",
+                False,
+                "not installed",
+                "x86 + NVIDIA GPU: pip install tensorrt cuda-python; Jetson: use JetPack 6's TensorRT in a "
+                "venv made with --system-site-packages",
+            )
+        )
+    cuda = importlib.util.find_spec("cuda") is not None
+    out.append(
+        Check(
+            "cuda-python",
+            cuda,
+            _version("cuda-python") or ("installed" if cuda else "not installed"),
+            "" if cuda else "TensorRT engines need cuda-python: pip install cuda-python",
+        )
+    )
+    if cuda:
+        try:
+            from vaegan.runtime.backends.tensorrt import gpu_tag
+
+            tag = gpu_tag()
+            out.append(Check("gpu", True, f"{tag['gpu']} (compute capability {tag['compute_capability']})"))
+        except VaeganError as e:
+            out.append(Check("gpu", False, str(e), "check the NVIDIA driver (nvidia-smi)"))
+    else:
+        out.append(Check("gpu", False, "no CUDA GPU visible (no cuda-python to ask)", "CPU backends only"))
+    torch_v = _version("torch")
+    out.append(Check("torch", True, torch_v or "not installed (not needed to run artifacts)"))
+    return out
+
+
+def check_artifacts(art_dir: Path) -> tuple[list[ArtifactCheck], list[str]]:
+    from vaegan.export.manifest import Manifest, verify
+    from vaegan.runtime.backends import load_runner
+
+    m = Manifest.load(art_dir)
+    fmt_backend = {"onnx": "ort", "openvino": "openvino", "tensorrt": "tensorrt"}
+    checks, usable = [], []
+    for a in m.artifacts:
+        c = ArtifactCheck(a.path, a.component, a.precision, a.format, False)
+        try:
+            path = verify(art_dir, a)
+            runner = load_runner(fmt_backend[a.format], path, a, None, 1)
+            runner.close()
+            c.loadable = True
+            if a.component == "decoder":
+                usable.append(f"{fmt_backend[a.format]}/{a.precision}")
+        except VaeganError as e:
+            c.reason = str(e)
+            c.fix = _fix_for(a.format, str(e))
+        except Exception as e:  # noqa: BLE001 - report any engine failure with its type
+            c.reason = f"{type(e).__name__}: {e}"
+            c.fix = "re-export the artifact with `vaegan export`"
+        checks.append(c)
+    return checks, sorted(set(usable))
+
+
+def _fix_for(fmt: str, reason: str) -> str:
+    if "sha256" in reason or "missing" in reason:
+        return "re-export the artifacts with `vaegan export RUN --out ART_DIR`"
+    if fmt == "tensorrt":
+        return "rebuild the engines on this device: `vaegan export RUN --out ART_DIR --trt`"
+    if fmt == "openvino":
+        return "pip install 'vaegan[openvino]'"
+    return "pip install onnxruntime"
+
+
+def run_doctor(art_dir: str | Path | None = None) -> Report:
+    r = Report(machine=machine_checks(), art_dir=str(art_dir) if art_dir else None)
+    if art_dir is not None:
+        try:
+            r.artifacts, r.usable = check_artifacts(Path(art_dir))
+        except VaeganError as e:
+            r.error = str(e)
+    return r
+
+
+def format_report(r: Report) -> str:
+    lines = ["This machine:"]
+    for c in r.machine:
+        mark = "ok " if c.ok else "-- "
+        lines.append(
+            f"  {mark}{c.name:<16} {c.detail}" + (f"\n       fix: {c.fix}" if c.fix and not c.ok else "")
+        )
+    if r.art_dir:
+        lines.append(f"\nArtifacts in {r.art_dir}:")
+        if r.error:
+            lines.append(f"  error: {r.error}")
+        for a in r.artifacts:
+            mark = "ok " if a.loadable else "no "
+            line = f"  {mark}{a.path:<32} {a.component:<8} {a.precision:<5} {a.format}"
+            if not a.loadable:
+                line += f"\n       why: {a.reason}\n       fix: {a.fix}"
+            lines.append(line)
+        lines.append("")
+        if r.usable:
+            lines.append("Usable here: " + ", ".join(r.usable))
+        else:
+            lines.append("Nothing in this artifact dir can run here (see the fixes above).")
+    return "\n".join(lines)
