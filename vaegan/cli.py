@@ -329,6 +329,26 @@ def export_cmd(run_dir: Path, out: Path, precisions, **o) -> None:
 
 @cli.command()
 @click.argument("art_dir", type=click.Path(path_type=Path))
+@click.option("--max-batch", type=int, default=None, help="Largest batch (default: the export's).")
+@click.option("--opt-batch", type=int, default=None, help="Batch TensorRT tunes for (default: the export's).")
+def engines(art_dir: Path, max_batch: int | None, opt_batch: int | None) -> None:
+    """Build TensorRT engines for an artifact dir's ONNX files, on this device (no torch needed).
+
+    Engines do not move between GPUs or TensorRT versions: run this on the Jetson or GPU box itself.
+    """
+    from vaegan.export.manifest import Manifest
+    from vaegan.export.tensorrt import build_engines
+
+    m = Manifest.load(art_dir)
+    opt, mx = opt_batch or m.opt_batch, max_batch or m.max_batch
+    if not 1 <= opt <= mx:
+        _fail(f"need 1 <= --opt-batch ({opt}) <= --max-batch ({mx})")
+    m.opt_batch, m.max_batch = opt, mx
+    _print_manifest(build_engines(art_dir, m, opt, mx), art_dir)
+
+
+@cli.command()
+@click.argument("art_dir", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 def info(art_dir: Path, as_json: bool) -> None:
     """Show an artifact dir's manifest: artifacts, parity, quality per precision, tool versions."""

@@ -53,6 +53,7 @@ class TrainConfig:
     batch_size: int = 32
     lr: float = 1e-3
     lr_d: float = 1e-3
+    adv_lr: float = 2e-4  # learning rate of all three networks once the GAN is on (stages 2-3, mode gan)
     betas: tuple[float, float] = (0.5, 0.999)
     kl_weight: float = 4.0  # beta on the KL prior term (KL summed over z, divided by pixel count)
     gamma: float = 1.0  # weight of the reconstruction term for the decoder (Larsen's gamma)
@@ -84,7 +85,7 @@ class TrainConfig:
             raise ConfigError(f"epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 2:
             raise ConfigError(f"batch size must be at least 2 (batch norm needs it), got {self.batch_size}")
-        if self.lr <= 0 or self.lr_d <= 0:
+        if self.lr <= 0 or self.lr_d <= 0 or self.adv_lr <= 0:
             raise ConfigError("learning rates must be positive")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema decay must be in [0, 1), got {self.ema_decay}")

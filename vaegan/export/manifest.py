@@ -5,7 +5,9 @@ Torch-free: the runtime loads and verifies manifests on edge devices.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import importlib.metadata
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -134,3 +136,23 @@ def verify(art_dir: Path, artifact: Artifact) -> Path:
             f"{artifact.sha256[:12]}...): the file was modified or corrupted; re-export it"
         )
     return path
+
+
+def tool_versions() -> dict[str, str]:
+    from vaegan import __version__
+
+    out = {"vaegan": __version__}
+    for dist in (
+        "torch",
+        "onnx",
+        "onnxruntime",
+        "onnxruntime-gpu",
+        "onnxconverter-common",
+        "openvino",
+        "nncf",
+        "tensorrt",
+        "tritonclient",
+    ):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            out[dist] = importlib.metadata.version(dist)
+    return out

@@ -7,9 +7,7 @@ TensorRT engines are built last, on top of a complete and valid artifact dir.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
-import importlib.metadata
 import logging
 import shutil
 import tempfile
@@ -23,7 +21,7 @@ from vaegan import __version__
 from vaegan.errors import ArtifactError, ExportError
 from vaegan.export import onnx as onnx_export
 from vaegan.export import precision as prec
-from vaegan.export.manifest import MANIFEST, Artifact, Manifest, TensorSpec, sha256_file
+from vaegan.export.manifest import MANIFEST, Artifact, Manifest, TensorSpec, sha256_file, tool_versions
 from vaegan.trainer import checkpoint as ckpt
 
 log = logging.getLogger(__name__)
@@ -61,24 +59,6 @@ class ExportOptions:
         if self.calib_method not in prec.CALIBRATION_METHODS:
             raise ExportError(f"--calib-method must be one of {', '.join(prec.CALIBRATION_METHODS)}")
         return self
-
-
-def tool_versions() -> dict[str, str]:
-    out = {"vaegan": __version__}
-    for dist in (
-        "torch",
-        "onnx",
-        "onnxruntime",
-        "onnxruntime-gpu",
-        "onnxconverter-common",
-        "openvino",
-        "nncf",
-        "tensorrt",
-        "tritonclient",
-    ):
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            out[dist] = importlib.metadata.version(dist)
-    return out
 
 
 def _check_out_dir(out: Path, data_key: str, force: bool) -> None:
@@ -155,7 +135,9 @@ def export_run(run_dir: str | Path, out: str | Path, opts: ExportOptions | None 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if opts.trt:
-        manifest = build_tensorrt(out, manifest, opts)
+        from vaegan.export.tensorrt import build_engines
+
+        manifest = build_engines(out, manifest, opts.opt_batch, opts.max_batch)
     return manifest
 
 
@@ -369,45 +351,6 @@ def _run_step(run_dir: Path) -> int:
 def _decode(path: Path, z: np.ndarray, batch: int = 256) -> np.ndarray:
     sess = onnx_export.ort_session(path)
     return np.concatenate([sess.run(None, {"z": z[i : i + batch]})[0] for i in range(0, len(z), batch)])
-
-
-def build_tensorrt(out: Path, manifest: Manifest, opts: ExportOptions) -> Manifest:
-    """Engines for every ONNX artifact, added to the manifest. Raises BackendUnavailable without TensorRT."""
-    from vaegan.export.tensorrt import EngineSpec, build_engine, require_tensorrt
-
-    require_tensorrt()
-    cache = out / "tensorrt" / "timing.cache"
-    for a in [a for a in manifest.artifacts if a.format == "onnx"]:
-        engine = out / "tensorrt" / f"{a.component}.{a.precision}.plan"
-        engine.parent.mkdir(exist_ok=True)
-        spec = EngineSpec(
-            out / a.path,
-            engine,
-            a.inputs[0].name,
-            tuple(int(d) for d in a.inputs[0].shape[1:]),
-            1,
-            opts.opt_batch,
-            opts.max_batch,
-            timing_cache=cache,
-        )
-        log.info("building TensorRT engine %s", engine.relative_to(out))
-        tags = build_engine(spec)
-        manifest.artifacts.append(
-            Artifact(
-                path=str(engine.relative_to(out)),
-                component=a.component,
-                precision=a.precision,
-                format="tensorrt",
-                sha256=sha256_file(engine),
-                bytes=engine.stat().st_size,
-                inputs=a.inputs,
-                outputs=a.outputs,
-                notes={"engine": tags, "from": a.path},
-            )
-        )
-    manifest.tools = tool_versions()
-    manifest.save(out)
-    return manifest
 
 
 __all__ = ["MANIFEST", "ExportOptions", "export_run"]

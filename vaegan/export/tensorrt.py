@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vaegan.errors import BackendUnavailable, ExportError
+from vaegan.export.manifest import Artifact, Manifest, sha256_file, tool_versions
 from vaegan.runtime.backends.tensorrt import gpu_tag
 
 log = logging.getLogger(__name__)
@@ -24,8 +25,9 @@ def require_tensorrt():
         import tensorrt as trt
     except ImportError as e:
         raise BackendUnavailable(
-            "--trt needs TensorRT 10 or 11 and an NVIDIA GPU: pip install tensorrt cuda-python on an x86 GPU box, "
-            "or use JetPack 6's system TensorRT on a Jetson (docs/deploying.md); the ONNX artifacts are ready"
+            "TensorRT engines need TensorRT 10 or 11 and an NVIDIA GPU: pip install tensorrt cuda-python on an "
+            "x86 GPU box, or use JetPack 6's system TensorRT on a Jetson (docs/deploying.md); the ONNX artifacts "
+            "are ready"
         ) from e
     return trt, gpu_tag()
 
@@ -77,3 +79,42 @@ def build_engine(spec: EngineSpec) -> dict:
     if spec.timing_cache:
         write_bytes(spec.timing_cache, bytes(config.get_timing_cache().serialize()))
     return {"tensorrt": trt.__version__, **tag, "profile": [spec.min_batch, spec.opt_batch, spec.max_batch]}
+
+
+def build_engines(out: Path, manifest: Manifest, opt_batch: int, max_batch: int) -> Manifest:
+    """Engines for every ONNX artifact of an artifact dir, added to its manifest. Torch-free, so it runs
+    on the device that will use the engines. Raises BackendUnavailable without TensorRT or a GPU."""
+    require_tensorrt()
+    cache = out / "tensorrt" / "timing.cache"
+    manifest.artifacts = [a for a in manifest.artifacts if a.format != "tensorrt"]  # rebuilt, not appended
+    for a in [a for a in manifest.artifacts if a.format == "onnx"]:
+        engine = out / "tensorrt" / f"{a.component}.{a.precision}.plan"
+        engine.parent.mkdir(exist_ok=True)
+        spec = EngineSpec(
+            out / a.path,
+            engine,
+            a.inputs[0].name,
+            tuple(int(d) for d in a.inputs[0].shape[1:]),
+            1,
+            opt_batch,
+            max_batch,
+            timing_cache=cache,
+        )
+        log.info("building TensorRT engine %s", engine.relative_to(out))
+        tags = build_engine(spec)
+        manifest.artifacts.append(
+            Artifact(
+                path=str(engine.relative_to(out)),
+                component=a.component,
+                precision=a.precision,
+                format="tensorrt",
+                sha256=sha256_file(engine),
+                bytes=engine.stat().st_size,
+                inputs=a.inputs,
+                outputs=a.outputs,
+                notes={"engine": tags, "from": a.path},
+            )
+        )
+    manifest.tools = tool_versions()
+    manifest.save(out)
+    return manifest

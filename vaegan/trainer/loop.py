@@ -272,6 +272,11 @@ def train(
             x = x_all[idx]
             stage = stage_at(step, total, tc)
             use_gan = stage in ("adversarial", "joint", "gan")
+            # A VAE learns fast at a high rate; once D is in play, the same rate lets the decoder
+            # outrun D every step and D collapses to a constant. GAN stages run at adv_lr.
+            for opt, base in ((opt_e, tc.lr), (opt_g, tc.lr), (opt_d, tc.lr_d)):
+                for group in opt.param_groups:
+                    group["lr"] = tc.adv_lr if use_gan else base
             train_encoder = stage in ("vae", "joint")
             z_prior = torch.randn(x.shape[0], mc.latent_dim, device=device)
 

@@ -1,0 +1,91 @@
+"""Write docs/reliability.md from the counts the hardening tests recorded (build/reliability.json).
+
+    make test                                   # runs the sweep, records build/reliability.json
+    python benchmarks/reliability_report.py     # -> docs/reliability.md
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main(src: Path = ROOT / "build" / "reliability.json", dst: Path = ROOT / "docs" / "reliability.md") -> None:
+    d = json.loads(src.read_text())
+    api, http, art = d.get("runtime_api", {}), d.get("http_api", {}), d.get("artifacts", {})
+    kills, over = d.get("training_kills", {}), d.get("overload", {})
+    lines = [
+        "# Reliability: the bad-input and fault sweep",
+        "",
+        "Every figure below was recorded by the test suite itself (`make test`; the tests in",
+        "`tests/runtime/test_hardening.py` and `tests/test_reliability.py`) and written to",
+        "`build/reliability.json`; this page is rendered from that file by `benchmarks/reliability_report.py`.",
+        "Each case must get its documented answer: a typed `InputError`/`ArtifactError` from the API, a 4xx JSON",
+        "error or a 503 from the server, never a crash, a hang or a wrong result.",
+        "",
+        "## Runtime API (hypothesis, property-based)",
+        "",
+        "| surface | inputs tried | outcome |",
+        "|---|---:|---|",
+        f"| `decode(z)`: any dtype, 0-5 dims, sides 0-20 | {api.get('decode', 0)} | valid images or `InputError` |",
+        f"| `decode(z)`: NaN, ±inf, huge finite values | {api.get('decode_values', 0)} | `InputError` for non-finite "
+        "(also values beyond float32); images otherwise |",
+        f"| `encode(images)`: any dtype and shape | {api.get('encode', 0)} | (mu, logvar) or `InputError` |",
+        f"| `sample(n, seed, temperature)`: ints to ±1e12, floats, NaN, strings, None, bools | {api.get('sample', 0)} "
+        "| images or `InputError` |",
+        "",
+        "## HTTP API (a live uvicorn server on loopback, hypothesis-generated requests)",
+        "",
+        "| requests | answers |",
+        "|---|---|",
+    ]
+    for kind, label in (("json", "arbitrary JSON to /v1/sample"), ("bytes", "arbitrary bytes to both POST endpoints"),
+                        ("png", "valid PNGs of any size and mode to /v1/reconstruct")):
+        parts = {k.split()[1]: v for k, v in http.items() if k.startswith(kind + " ")}
+        total = sum(parts.values())
+        lines.append(f"| {total} {label} | " + ", ".join(f"{n} × {code}" for code, n in sorted(parts.items())) + " |")
+    lines += [
+        "",
+        "No request crashed the server: `/healthz` answers after the sweep, and every non-200 carried a JSON",
+        "`error` saying what was wrong.",
+        "",
+        "## Corrupted artifacts",
+        "",
+        f"{art.get('corruptions', 0)} corruptions (truncated ONNX, flipped bytes, a missing file, a changed OpenVINO",
+        f"weights file) and {art.get('manifest_edits', 0)} manifest edits (a changed sha256, a path pointed at another",
+        "real file, a truncated manifest, a malformed artifact list): "
+        f"{art.get('refused', 0)} of {art.get('corruptions', 0) + art.get('manifest_edits', 0)} refused at load",
+        "with an `ArtifactError` naming the file (the sha256 check) or the manifest.",
+        "",
+        "## Training killed with SIGKILL",
+        "",
+        f"{kills.get('sigkills', 0)} `kill -9`s of `vaegan train` (one during start-up, the rest after steps "
+        f"{', '.join(map(str, kills.get('kill_after_steps', [])[1:]))}), each followed by `vaegan train --resume`.",
+        f"After every kill that followed a checkpoint ({kills.get('run_dir_readable_after_kill', 0)}), the run dir",
+        "loaded cleanly (train state, weights, metrics). Final step count "
+        f"{kills.get('final_step')} of {kills.get('expected_step')}; metrics.jsonl has each logged step exactly once.",
+        "",
+        "## The server under overload, then SIGTERM",
+        "",
+        f"`vaegan serve` with `--max-queue 4 --max-batch 16`, three bounded waves of 48 concurrent requests for",
+        f"512 images each on loopback: {over.get('requests', 0)} requests, {over.get('completed', 0)} completed (200),",
+        f"{over.get('refused_503', 0)} refused with 503 and `Retry-After: 1`, none lost or errored. Median time to",
+        f"a 503: {over.get('median_503_s', 0):.3f} s (2-core machine, all 48 clients on the same cores) against",
+        f"{over.get('median_200_s', 0):.3f} s for a completed request. Server memory grew by "
+        f"{over.get('rss_growth_mib', 0)} MiB.",
+        "",
+        f"SIGTERM with {over.get('sigterm_in_flight', 0)} requests in flight: {over.get('sigterm_answered_200', 0)} "
+        "accepted ones were answered with 200, the rest refused cleanly (503 or connection refused once the",
+        "listener closed), and the process shut down through uvicorn's graceful path (`Application shutdown",
+        "complete`, no traceback).",
+        "",
+    ]
+    dst.write_text("\n".join(lines))
+    print(f"-> {dst}")
+
+
+if __name__ == "__main__":
+    main(*(Path(a) for a in sys.argv[1:]))
