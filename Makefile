@@ -4,7 +4,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # The torch-free runtime test runs in a Python 3.10 venv (JetPack 6's Python) without torch.
-PYTHON310 ?= $(shell command -v python3.10 || ls $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.10*/bin/python3.10 2>/dev/null | head -1)
+PYTHON310 ?= $(shell for p in $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.10*/bin/python3.10 2>/dev/null) \
+	$$(command -v python3.10); do $$p -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null && echo $$p && break; done)
 VENV310 ?= .venv310
 RUN ?= runs/digits
 ART ?= artifacts/digits
@@ -13,7 +14,7 @@ FIXTURE := build/fixture-artifacts
 # torch is pinned to the CPU build served on these machines; a bare `torch` would pull a CUDA build.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: setup quickstart test lint unit runtime-py310 fixture quality bench clean
+.PHONY: setup quickstart test lint unit runtime-py310 fixture quality bench bench-doc clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,10 +64,16 @@ runtime-py310: $(VENV310)/.installed fixture
 	VAEGAN_FIXTURE=$(FIXTURE) $(VENV310)/bin/python -m pytest -q -p no:cacheprovider tests/runtime
 
 quality: setup
-	$(PY) benchmarks/quality.py
+	$(PY) benchmarks/quality.py --epochs $(EPOCHS)
 
+## pytest-benchmark suites (on the quick start's artifacts; not part of `make test`)
 bench: setup
-	$(PY) -m pytest benchmarks -q -p no:cacheprovider --benchmark-only
+	$(PY) -m pytest benchmarks -q -p no:cacheprovider --benchmark-only --benchmark-columns=median,iqr,ops,rounds
+
+## The figures behind docs/benchmarks.md (after `make quickstart`)
+bench-doc: setup
+	$(VENV)/bin/vaegan bench $(ART) --component decoder,encoder --precision fp32,fp16,int8 --batch 1,8,64 \
+		--seconds 3 --json docs/bench/bench.json --markdown docs/bench/table.md --plot docs/bench/throughput.png
 
 clean:
 	rm -rf $(VENV) $(VENV310) build runs artifacts

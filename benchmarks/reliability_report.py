@@ -1,7 +1,7 @@
 """Write docs/reliability.md from the counts the hardening tests recorded (build/reliability.json).
 
-    make test                                   # runs the sweep, records build/reliability.json
-    python benchmarks/reliability_report.py     # -> docs/reliability.md
+make test                                   # runs the sweep, records build/reliability.json
+python benchmarks/reliability_report.py     # -> docs/reliability.md
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def main(src: Path = ROOT / "build" / "reliability.json", dst: Path = ROOT / "docs" / "reliability.md") -> None:
+def main(
+    src: Path = ROOT / "build" / "reliability.json", dst: Path = ROOT / "docs" / "reliability.md"
+) -> None:
     d = json.loads(src.read_text())
     api, http, art = d.get("runtime_api", {}), d.get("http_api", {}), d.get("artifacts", {})
     kills, over = d.get("training_kills", {}), d.get("overload", {})
@@ -42,11 +44,16 @@ def main(src: Path = ROOT / "build" / "reliability.json", dst: Path = ROOT / "do
         "| requests | answers |",
         "|---|---|",
     ]
-    for kind, label in (("json", "arbitrary JSON to /v1/sample"), ("bytes", "arbitrary bytes to both POST endpoints"),
-                        ("png", "valid PNGs of any size and mode to /v1/reconstruct")):
+    for kind, label in (
+        ("json", "arbitrary JSON to /v1/sample"),
+        ("bytes", "arbitrary bytes to both POST endpoints"),
+        ("png", "valid PNGs of any size and mode to /v1/reconstruct"),
+    ):
         parts = {k.split()[1]: v for k, v in http.items() if k.startswith(kind + " ")}
         total = sum(parts.values())
-        lines.append(f"| {total} {label} | " + ", ".join(f"{n} × {code}" for code, n in sorted(parts.items())) + " |")
+        lines.append(
+            f"| {total} {label} | " + ", ".join(f"{n} × {code}" for code, n in sorted(parts.items())) + " |"
+        )
     lines += [
         "",
         "No request crashed the server: `/healthz` answers after the sweep, and every non-200 carried a JSON",
@@ -70,7 +77,7 @@ def main(src: Path = ROOT / "build" / "reliability.json", dst: Path = ROOT / "do
         "",
         "## The server under overload, then SIGTERM",
         "",
-        f"`vaegan serve` with `--max-queue 4 --max-batch 16`, three bounded waves of 48 concurrent requests for",
+        "`vaegan serve` with `--max-queue 4 --max-batch 16`, three bounded waves of 48 concurrent requests for",
         f"512 images each on loopback: {over.get('requests', 0)} requests, {over.get('completed', 0)} completed (200),",
         f"{over.get('refused_503', 0)} refused with 503 and `Retry-After: 1`, none lost or errored. Median time to",
         f"a 503: {over.get('median_503_s', 0):.3f} s (2-core machine, all 48 clients on the same cores) against",

@@ -30,8 +30,10 @@ def test_engines_build_load_and_match_onnx_runtime(art_dir, tmp_path, precision)
     m = build_engines(art, Manifest.load(art), opt_batch=4, max_batch=16)
     engine = m.find("decoder", precision, "tensorrt")
     assert engine and engine.notes["engine"]["tensorrt"] and engine.notes["engine"]["compute_capability"]
-    with Sampler.load(art, backend="tensorrt", precision=precision) as trt, \
-            Sampler.load(art, backend="ort", precision=precision) as ort:
+    with (
+        Sampler.load(art, backend="tensorrt", precision=precision) as trt,
+        Sampler.load(art, backend="ort", precision=precision) as ort,
+    ):
         assert trt.backend_info["backend"] == "tensorrt"
         a, b = trt.sample(37, seed=0), ort.sample(37, seed=0)  # 37 > max batch: chunked
         limit = 1 if precision == "fp32" else 8

@@ -62,6 +62,7 @@ class TrainConfig:
     gan_weight: float = 1.0  # base GAN weight, scaled by the adaptive weight
     adaptive_gan_weight: bool = True
     adaptive_max: float = 1e4  # clamp of the adaptive weight
+    gan_on_recon: bool = True  # Larsen: D also judges reconstructions, not only prior samples
     r1_gamma: float = 0.0  # R1 penalty on D (spectral norm is on by default)
     diffaug: bool = True
     ema_decay: float = 0.999

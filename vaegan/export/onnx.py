@@ -55,6 +55,9 @@ def export_onnx(graph: nn.Module, example: torch.Tensor, component: str, path: P
     inputs, outputs = IO_NAMES[component]
     batch = torch.export.Dim("batch", min=1, max=65536)
     buf = io.StringIO()
+    quiet = logging.getLogger("torch.onnx")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # it warns about torchvision ops this model never uses
     with warnings.catch_warnings(), contextlib.redirect_stdout(buf):  # the exporter narrates to stdout
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
@@ -68,6 +71,7 @@ def export_onnx(graph: nn.Module, example: torch.Tensor, component: str, path: P
             external_data=False,
             optimize=True,
         )
+    quiet.setLevel(level)
     model = program.model_proto
     for k, v in metadata.items():
         model.metadata_props.append(

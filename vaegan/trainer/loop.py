@@ -299,7 +299,8 @@ def train(
                     )
                     g_total = losses["total"]
                     if use_gan:
-                        gan, fake = generator_gan_loss(m, z, z_prior, tc.gan_loss, tc.diffaug)
+                        z_rec = z if tc.gan_on_recon else None
+                        gan, fake = generator_gan_loss(m, z_rec, z_prior, tc.gan_loss, tc.diffaug)
                         w = tc.gan_weight
                         if tc.adaptive_gan_weight:
                             w = w * adaptive_weight(losses["rec"], gan, m.decoder.last_layer).clamp(
