@@ -112,6 +112,20 @@ def cli(verbose: bool) -> None:
     "--gan-weight", type=float, default=1.0, show_default=True, help="Base GAN weight (x adaptive weight)."
 )
 @click.option(
+    "--adaptive-max",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Clamp of the adaptive GAN weight (gradient-norm ratio at the decoder's last layer).",
+)
+@click.option("--adv-lr", type=float, default=None, help="Learning rate once the GAN is on.  [default: --lr]")
+@click.option(
+    "--gan-on-recon/--no-gan-on-recon",
+    default=False,
+    show_default=True,
+    help="Also show D the reconstructions (Larsen et al.'s original); off: prior samples only.",
+)
+@click.option(
     "--r1", "r1_gamma", type=float, default=0.0, show_default=True, help="R1 penalty on D (0: off)."
 )
 @click.option("--no-diffaug", is_flag=True, help="Turn DiffAugment off.")
@@ -176,6 +190,9 @@ def train(**o) -> None:
             kl_weight=o["kl_weight"],
             gamma=o["gamma"],
             gan_loss=o["gan_loss"],
+            adaptive_max=o["adaptive_max"],
+            adv_lr=o["adv_lr"] or o["lr"] or 1e-3,
+            gan_on_recon=o["gan_on_recon"],
             gan_weight=o["gan_weight"],
             r1_gamma=o["r1_gamma"],
             diffaug=not o["no_diffaug"],

@@ -53,7 +53,7 @@ class TrainConfig:
     batch_size: int = 32
     lr: float = 1e-3
     lr_d: float = 1e-3
-    adv_lr: float = 2e-4  # learning rate of all three networks once the GAN is on (stages 2-3, mode gan)
+    adv_lr: float = 1e-3  # learning rate of all three networks once the GAN is on (stages 2-3, mode gan)
     betas: tuple[float, float] = (0.5, 0.999)
     kl_weight: float = 4.0  # beta on the KL prior term (KL summed over z, divided by pixel count)
     gamma: float = 1.0  # weight of the reconstruction term for the decoder (Larsen's gamma)
@@ -61,8 +61,8 @@ class TrainConfig:
     gan_loss: str = "hinge"
     gan_weight: float = 1.0  # base GAN weight, scaled by the adaptive weight
     adaptive_gan_weight: bool = True
-    adaptive_max: float = 1e4  # clamp of the adaptive weight
-    gan_on_recon: bool = True  # Larsen: D also judges reconstructions, not only prior samples
+    adaptive_max: float = 1.0  # clamp of the adaptive weight: GAN never outweighs reconstruction
+    gan_on_recon: bool = False  # Larsen also shows D reconstructions; prior samples alone measured better
     r1_gamma: float = 0.0  # R1 penalty on D (spectral norm is on by default)
     diffaug: bool = True
     ema_decay: float = 0.999

@@ -272,8 +272,8 @@ def train(
             x = x_all[idx]
             stage = stage_at(step, total, tc)
             use_gan = stage in ("adversarial", "joint", "gan")
-            # A VAE learns fast at a high rate; once D is in play, the same rate lets the decoder
-            # outrun D every step and D collapses to a constant. GAN stages run at adv_lr.
+            # GAN stages may run at their own rate (adv_lr): a lower one keeps D from collapsing, but
+            # measured on digits it cost more sample quality than it bought (docs/quality.md).
             for opt, base in ((opt_e, tc.lr), (opt_g, tc.lr), (opt_d, tc.lr_d)):
                 for group in opt.param_groups:
                     group["lr"] = tc.adv_lr if use_gan else base
