@@ -24,8 +24,6 @@ def _sampler(art_dir, backend, precision):
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 @pytest.mark.parametrize("backend", ["ort", "openvino"])
 def test_decoder(benchmark, art_dir, backend, precision, batch):
-    if backend == "openvino" and precision == "fp16":
-        pytest.skip("no fp16 IR (OpenVINO picks its own reduced precision)")
     s = _sampler(art_dir, backend, precision)
     z = s.latents(batch, seed=0)
     benchmark.group = f"decoder b{batch}"

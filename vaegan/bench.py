@@ -35,7 +35,8 @@ class BenchConfig:
     batches: list[int] = field(default_factory=lambda: [1, 8, 64])
     warmup: int = 10
     iters: int = 0  # 0: run for `seconds`
-    seconds: float = 2.0
+    seconds: float = 2.0  # per engine and case, split over `rounds`
+    rounds: int = 3
     threads: int = 0  # 0: all cores
     peak: bool = True
 
@@ -105,53 +106,76 @@ def model_flops(onnx_path: Path) -> float:
 
 
 def measure_peak(seconds: float = 1.0, n: int = 2048) -> dict[str, float]:
-    """GFLOP/s of a large matmul: fp32 (numpy's BLAS), bf16 (torch, AMX/AVX512-bf16 where present)."""
-    peak = {}
-    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
-    lat = time_fn(lambda: a @ a, 2, 0, seconds)
-    peak["fp32"] = 2 * n**3 / (float(np.median(lat)) / 1e3) / 1e9
+    """GFLOP/s (GOP/s for int8) of large matmuls, the best of the libraries here.
+
+    fp32: numpy's BLAS and ONNX Runtime's MatMul (MLAS is often the faster one); bf16: torch (AMX or
+    AVX512-bf16 where present); int8: ONNX Runtime's MatMulInteger, the kernel int8 convs lower to.
+    """
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+
+    def gflops(lat: list[float]) -> float:
+        return 2 * n**3 / (float(np.median(lat)) / 1e3) / 1e9
+
+    peak = {"fp32": gflops(time_fn(lambda: a @ a, 2, 0, seconds))}
+    peak["fp32"] = max(peak["fp32"], _ort_matmul_peak("MatMul", {"a": a, "b": a}, seconds))
     if importlib.util.find_spec("torch") is not None:
         import torch
 
         t = torch.from_numpy(a).to(torch.bfloat16)
-        lat = time_fn(lambda: t @ t, 2, 0, seconds)
-        peak["bf16"] = 2 * n**3 / (float(np.median(lat)) / 1e3) / 1e9
-    peak["int8"] = _int8_peak(n, seconds)
-    return peak
-
-
-def _int8_peak(n: int, seconds: float) -> float:
-    """GOP/s of ONNX Runtime's MatMulInteger (u8 x s8 -> s32), the kernel int8 QDQ convs lower to."""
-    import onnxruntime as ort
-    from onnx import TensorProto, helper
-
-    g = helper.make_graph(
-        [helper.make_node("MatMulInteger", ["a", "b"], ["y"])],
-        "mm",
-        [
-            helper.make_tensor_value_info("a", TensorProto.UINT8, [n, n]),
-            helper.make_tensor_value_info("b", TensorProto.INT8, [n, n]),
-        ],
-        [helper.make_tensor_value_info("y", TensorProto.INT32, [n, n])],
-    )
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    rng = np.random.default_rng(0)
+        peak["bf16"] = gflops(time_fn(lambda: t @ t, 2, 0, seconds))
     feeds = {
         "a": rng.integers(0, 255, (n, n), dtype=np.uint8),
         "b": rng.integers(-127, 127, (n, n), dtype=np.int8),
     }
+    peak["int8"] = _ort_matmul_peak("MatMulInteger", feeds, seconds)
+    return peak
+
+
+def _ort_matmul_peak(op: str, feeds: dict[str, np.ndarray], seconds: float) -> float:
+    """G(FL)OP/s of one square ONNX Runtime matmul node (`MatMul` or `MatMulInteger`)."""
+    import onnxruntime as ort
+    from onnx import helper
+
+    n = feeds["a"].shape[0]
+    out_type = np.int32 if op == "MatMulInteger" else np.float32
+
+    def info(name: str, dtype) -> Any:
+        return helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(np.dtype(dtype)), [n, n])
+
+    g = helper.make_graph(
+        [helper.make_node(op, ["a", "b"], ["y"])],
+        "mm",
+        [info(k, v.dtype) for k, v in feeds.items()],
+        [info("y", out_type)],
+    )
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     lat = time_fn(lambda: sess.run(None, feeds), 2, 0, seconds)
     return 2 * n**3 / (float(np.median(lat)) / 1e3) / 1e9
 
 
 # ------------------------------------------------------------------------------------- engines
+# OpenVINO's INFERENCE_PRECISION_HINT -> the peak a row is measured against
+_OV_KIND = {"bf16": "bf16", "f16": "fp16", "f32": "fp32"}
+
+
 def _make_engine(engine: str, art_dir: Path, m: Manifest, precision: str, component: str, threads: int):
-    """A callable taking the input batch, or a string saying why the engine is skipped."""
+    """(callable taking the input batch, the precision it computes in), or why the engine is skipped.
+
+    The compute precision is what the row's peak fraction is measured against: ONNX Runtime's CPU
+    kernels run fp16 models in fp32; OpenVINO reports its own choice (bf16 for fp32 IR by default
+    on CPUs that have it).
+    """
+    if precision == "int8":
+        kind = "int8"
+    else:
+        kind = "fp32"
     fmt = {"vaegan-openvino": "openvino", "openvino-default": "openvino"}.get(engine, "onnx")
     art = m.find(component, precision, fmt)
     if engine == "torch-eager":
-        return _torch_engine(m, precision, component, threads)
+        fn = _torch_engine(m, precision, component, threads)
+        return fn if isinstance(fn, str) else (fn, kind)
     if art is None:
         return f"no {precision} {fmt} {component} in the artifact dir"
     path = verify(art_dir, art)
@@ -165,13 +189,14 @@ def _make_engine(engine: str, art_dir: Path, m: Manifest, precision: str, compon
             threads=threads,
             max_n=10**6,
         )
-        return s.decode if component == "decoder" else s.encode
+        hint = s.backend_info[component]["details"].get("INFERENCE_PRECISION_HINT", "")
+        return (s.decode if component == "decoder" else s.encode), _OV_KIND.get(hint, kind)
     if engine == "ort-raw":
         import onnxruntime as ort
 
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         name = sess.get_inputs()[0].name
-        return lambda x: sess.run(None, {name: x})
+        return (lambda x: sess.run(None, {name: x})), kind
     if engine == "openvino-default":
         if importlib.util.find_spec("openvino") is None:
             return "OpenVINO is not installed"
@@ -179,7 +204,10 @@ def _make_engine(engine: str, art_dir: Path, m: Manifest, precision: str, compon
 
         compiled = ov.Core().compile_model(str(path), "CPU")  # OpenVINO's own defaults
         req = compiled.create_infer_request()
-        return lambda x: req.infer({0: x})
+        hint = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
+        if precision != "int8":  # str(ov.Type) reads like "<Type: 'bfloat16'>"
+            kind = "bf16" if "bfloat16" in hint or "bf16" in hint else "fp16" if "16" in hint else "fp32"
+        return (lambda x: req.infer({0: x})), kind
     raise ValueError(engine)
 
 
@@ -222,7 +250,7 @@ def run_bench(
         "decoder": lambda b: rng.standard_normal((b, m.latent_dim), dtype=np.float32),
         "encoder": lambda b: rng.integers(0, 256, (b, *m.image_shape), dtype=np.uint8),
     }
-    plan = [(e, p, c) for c in cfg.components for p in cfg.precisions for e in cfg.engines]
+    groups = [(c, p) for c in cfg.components for p in cfg.precisions]
     bar = None
     if progress:
         import sys
@@ -230,50 +258,45 @@ def run_bench(
         from tqdm import tqdm
 
         bar = tqdm(
-            total=len(plan) * len(cfg.batches), unit="case", leave=False, disable=not sys.stderr.isatty()
+            total=len(groups) * len(cfg.engines) * len(cfg.batches) * cfg.rounds,
+            unit="case",
+            leave=False,
+            disable=not sys.stderr.isatty(),
         )
     rows: list[Row] = []
     skipped: dict[str, str] = {}
-    for engine, precision, comp in plan:
-        fn = _make_engine(engine, art_dir, m, precision, comp, cfg.threads)
-        if isinstance(fn, str):
-            skipped[f"{engine}/{precision}/{comp}"] = fn
-            if bar:
-                bar.update(len(cfg.batches))
-            continue
+    for comp, precision in groups:
+        engines = {}
+        for engine in cfg.engines:
+            made = _make_engine(engine, art_dir, m, precision, comp, cfg.threads)
+            if isinstance(made, str):
+                skipped[f"{engine}/{precision}/{comp}"] = made
+                if bar:
+                    bar.update(len(cfg.batches) * cfg.rounds)
+            else:
+                engines[engine] = made
         for b in cfg.batches:
-            if bar:
-                bar.set_description(f"{engine} {precision} {comp} b{b}")
             x = inputs[comp](b)
-            lat = time_fn(lambda fn=fn, x=x: fn(x), cfg.warmup, cfg.iters, cfg.seconds)
-            med = float(np.median(lat))
-            gflops = flops[comp] * b / (med / 1e3) / 1e9
-            # the precision the engine computes in: OpenVINO's default runs fp32 IR in bf16 on AMX CPUs
-            kind = {"fp32": "fp32", "fp16": "bf16", "int8": "int8"}[precision]
-            if engine == "openvino-default" and precision == "fp32":
-                kind = "bf16"
-            kind = kind if kind in peak else ("fp32" if "fp32" in peak else None)
-            rows.append(
-                Row(
-                    engine=engine,
-                    precision=precision,
-                    component=comp,
-                    batch=b,
-                    median_ms=med,
-                    p90_ms=percentile(lat, 90),
-                    p99_ms=percentile(lat, 99),
-                    mean_ms=float(np.mean(lat)),
-                    iters=len(lat),
-                    images_per_s=b / (med / 1e3),
-                    gflops=gflops,
-                    peak_fraction=(gflops / peak[kind]) if kind else None,
-                    peak_kind=kind,
-                )
-            )
-            if bar:
-                bar.update(1)
-        if hasattr(fn, "__self__") and hasattr(fn.__self__, "close"):
-            fn.__self__.close()
+            lats: dict[str, list[float]] = {e: [] for e in engines}
+            # Engines take turns in rounds, so that a slow minute on a noisy machine hits them all;
+            # each turn warms up first, which also lets the previous engine's spinning threads settle.
+            for _ in range(cfg.rounds):
+                for engine, (fn, _) in engines.items():
+                    if bar:
+                        bar.set_description(f"{engine} {precision} {comp} b{b}")
+                    lats[engine] += time_fn(
+                        lambda fn=fn, x=x: fn(x),
+                        cfg.warmup,
+                        -(-cfg.iters // cfg.rounds),
+                        cfg.seconds / cfg.rounds,
+                    )
+                    if bar:
+                        bar.update(1)
+            for engine, (_, compute) in engines.items():
+                rows.append(_row(engine, precision, comp, b, lats[engine], flops[comp], compute, peak))
+        for fn, _ in engines.values():
+            if hasattr(fn, "__self__") and hasattr(fn.__self__, "close"):
+                fn.__self__.close()
     if bar:
         bar.close()
     return {
@@ -288,6 +311,36 @@ def run_bench(
         "skipped": skipped,
         "ratios": ratios(rows),
     }
+
+
+def _row(
+    engine: str,
+    precision: str,
+    comp: str,
+    batch: int,
+    lat: list[float],
+    flops: float,
+    compute: str,
+    peak: dict[str, float],
+) -> Row:
+    med = float(np.median(lat))
+    gflops = flops * batch / (med / 1e3) / 1e9
+    kind = compute if compute in peak else ("fp32" if "fp32" in peak else None)
+    return Row(
+        engine=engine,
+        precision=precision,
+        component=comp,
+        batch=batch,
+        median_ms=med,
+        p90_ms=percentile(lat, 90),
+        p99_ms=percentile(lat, 99),
+        mean_ms=float(np.mean(lat)),
+        iters=len(lat),
+        images_per_s=batch / (med / 1e3),
+        gflops=gflops,
+        peak_fraction=(gflops / peak[kind]) if kind else None,
+        peak_kind=kind,
+    )
 
 
 def machine_info() -> dict[str, Any]:
@@ -321,8 +374,13 @@ def _median(
 
 
 def ratios(rows: list[Row]) -> dict[str, float]:
-    """The comparisons docs/benchmarks.md reports, each from this one run (>1 means the first is faster)."""
-    out = {}
+    """The comparisons docs/benchmarks.md reports, each from this one run, on the decoder.
+
+    `a_vs_b` is b's latency over a's: above 1 means a is faster. `runtime_overhead_b*` is
+    (vaegan runtime / raw session) - 1: 0.03 means 3% slower than a raw ONNX Runtime session.
+    `*_peak_fraction_b*` is the achieved fraction of the measured peak of the precision it runs in.
+    """
+    out: dict[str, float] = {}
     batches = sorted({r.batch for r in rows})
     big = batches[-1] if batches else 0
 
@@ -331,34 +389,47 @@ def ratios(rows: list[Row]) -> dict[str, float]:
             out[name] = slow / fast
 
     for b in batches:
+        ort_fp32, raw_fp32 = _median(rows, "vaegan-ort", "fp32", b), _median(rows, "ort-raw", "fp32", b)
+        if ort_fp32 and raw_fp32:
+            out[f"runtime_overhead_b{b}"] = ort_fp32 / raw_fp32 - 1.0
+        put(f"ort_fp32_vs_torch_eager_b{b}", _median(rows, "torch-eager", "fp32", b), ort_fp32)
+    if not big:
+        return out
+    for backend in ("ort", "openvino"):
         put(
-            f"runtime_overhead_b{b}",
-            _median(rows, "vaegan-ort", "fp32", b),
-            _median(rows, "ort-raw", "fp32", b),
+            f"{backend}_int8_vs_fp32_b{big}",
+            _median(rows, f"vaegan-{backend}", "fp32", big),
+            _median(rows, f"vaegan-{backend}", "int8", big),
         )
-        put(
-            f"ort_vs_torch_b{b}",
-            _median(rows, "torch-eager", "fp32", b),
-            _median(rows, "vaegan-ort", "fp32", b),
-        )
-    if big:
-        put(
-            f"int8_vs_fp32_b{big}",
-            _median(rows, "vaegan-ort", "fp32", big),
-            _median(rows, "vaegan-ort", "int8", big),
-        )
-        best = min(
+    fastest = {
+        p: min(
             (
-                r.median_ms
+                r
                 for r in rows
-                if r.batch == big and r.engine.startswith("vaegan") and r.component == "decoder"
+                if r.batch == big
+                and r.engine.startswith("vaegan-")
+                and r.component == "decoder"
+                and r.precision == p
             ),
+            key=lambda r: r.median_ms,
             default=None,
         )
-        put(f"best_vs_openvino_default_b{big}", _median(rows, "openvino-default", "fp32", big), best)
-    # overhead is reported as (runtime / raw) - 1: 0.03 means 3% slower than a raw session
-    for k in [k for k in out if k.startswith("runtime_overhead")]:
-        out[k] = 1.0 / out[k] - 1.0
+        for p in ("fp32", "fp16", "int8")
+    }
+    if fastest["fp32"] and fastest["int8"]:
+        put(f"best_int8_vs_best_fp32_b{big}", fastest["fp32"].median_ms, fastest["int8"].median_ms)
+    ov_default = _median(rows, "openvino-default", "fp32", big)
+    best = min((r for r in fastest.values() if r), key=lambda r: r.median_ms, default=None)
+    if best:
+        put(f"best_vaegan_vs_openvino_default_b{big}", ov_default, best.median_ms)
+    put(
+        f"vaegan_openvino_fp16_vs_openvino_default_b{big}",
+        ov_default,
+        _median(rows, "vaegan-openvino", "fp16", big),
+    )
+    for p, r in fastest.items():
+        if r and r.peak_fraction is not None:
+            out[f"{p}_decoder_peak_fraction_b{big}"] = r.peak_fraction
     return out
 
 

@@ -536,7 +536,12 @@ def sample(
     help="Rows merged per engine call (default: the export's max batch).",
 )
 @click.option(
-    "--max-delay-ms", type=float, default=5.0, show_default=True, help="How long a request waits for company."
+    "--max-delay-ms",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="How long a request may wait for company. 0: no waiting; requests that arrive while the "
+    "engine is busy are still merged into the next batch (Triton's default too).",
 )
 @click.option(
     "--max-queue", type=int, default=64, show_default=True, help="Requests waiting before 503 + Retry-After."
@@ -593,7 +598,16 @@ def serve(
 @click.option(
     "--iters", type=int, default=0, show_default=True, help="Timed calls per case (0: use --seconds)."
 )
-@click.option("--seconds", type=float, default=2.0, show_default=True, help="Time budget per case.")
+@click.option(
+    "--seconds", type=float, default=2.0, show_default=True, help="Time per engine and case, over all rounds."
+)
+@click.option(
+    "--rounds",
+    type=int,
+    default=3,
+    show_default=True,
+    help="Engines take turns this many times per case, so machine noise hits them all alike.",
+)
 @click.option("--threads", type=int, default=0, show_default=True, help="Engine threads (0: all cores).")
 @click.option(
     "--run-dir",
@@ -626,6 +640,7 @@ def bench(
     warmup,
     iters,
     seconds,
+    rounds,
     threads,
     run_dir,
     no_peak,
@@ -648,8 +663,8 @@ def bench(
         _fail("--component takes decoder, encoder")
     if any(b < 1 or b > 65536 for b in batches):
         _fail("--batch sizes must be between 1 and 65536")
-    if iters < 0 or seconds <= 0 or warmup < 0:
-        _fail("--iters and --warmup must be >= 0 and --seconds > 0")
+    if iters < 0 or seconds <= 0 or warmup < 0 or rounds < 1:
+        _fail("--iters and --warmup must be >= 0, --seconds > 0 and --rounds >= 1")
     cfg = B.BenchConfig(
         engines=engines,
         precisions=precisions,
@@ -658,6 +673,7 @@ def bench(
         warmup=warmup,
         iters=iters,
         seconds=seconds,
+        rounds=rounds,
         threads=threads,
         peak=not no_peak,
     )

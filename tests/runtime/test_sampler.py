@@ -19,6 +19,20 @@ def test_auto_says_what_it_picked_and_why(art_dir):
         assert info["decoder"]["artifact"].startswith("decoder.fp32")
 
 
+def test_auto_runs_int8_and_half_precision_on_openvino_on_a_cpu(art_dir):
+    """OpenVINO is the faster int8/half path on CPUs (docs/benchmarks.md); fp32 stays on ONNX Runtime."""
+    from vaegan.runtime.backends.ort import GPU_PROVIDERS, available_providers
+
+    if set(available_providers()) & set(GPU_PROVIDERS):
+        pytest.skip("a GPU execution provider is present: auto prefers it")
+    for precision in ("fp16", "int8"):
+        with Sampler.load(art_dir, precision=precision) as s:
+            assert s.backend_info["backend"] == "openvino", s.backend_info
+            assert s.backend_info["decoder"]["artifact"] == f"openvino/decoder.{precision}.xml"
+    with Sampler.load(art_dir) as s:
+        assert s.backend_info["backend"] == "ort"
+
+
 @pytest.mark.parametrize("backend", ["ort", "openvino"])
 def test_engines_agree_with_torch_within_one_grey_level(art_dir, backend):
     z, ref = _reference(art_dir)
@@ -28,7 +42,9 @@ def test_engines_agree_with_torch_within_one_grey_level(art_dir, backend):
     assert np.abs(got.astype(int) - ref.astype(int)).max() <= 1
 
 
-@pytest.mark.parametrize(("backend", "precision"), [("ort", "fp16"), ("ort", "int8"), ("openvino", "int8")])
+@pytest.mark.parametrize(
+    ("backend", "precision"), [("ort", "fp16"), ("ort", "int8"), ("openvino", "fp16"), ("openvino", "int8")]
+)
 def test_reduced_precisions_run_and_stay_close(art_dir, backend, precision):
     z, ref = _reference(art_dir)
     with Sampler.load(art_dir, backend=backend, precision=precision) as s:
@@ -164,3 +180,16 @@ def test_tensorrt_engine_needs_tensorrt_or_a_matching_build(art_copy):
             Sampler.load(art_copy, backend="tensorrt")
     with Sampler.load(art_copy) as s:  # auto falls back to an engine that runs here
         assert s.backend_info["backend"] != "tensorrt"
+
+
+@pytest.mark.parametrize("backend", ["ort", "openvino"])
+def test_one_sampler_is_safe_to_share_between_threads(art_dir, backend):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with Sampler.load(art_dir, backend=backend) as s:
+        zs = [s.latents(1 + i % 5, seed=i) for i in range(64)]
+        expected = [s.decode(z) for z in zs]
+        with ThreadPoolExecutor(16) as pool:
+            got = list(pool.map(s.decode, zs))
+    for e, g in zip(expected, got, strict=True):
+        assert np.array_equal(e, g)

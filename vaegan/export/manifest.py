@@ -54,7 +54,9 @@ class Manifest:
     max_batch: int
     opt_batch: int
     artifacts: list[Artifact]
-    quality: dict[str, dict[str, Any]] = field(default_factory=dict)  # precision -> metrics and deltas
+    quality: dict[str, dict[str, Any]] = field(
+        default_factory=dict
+    )  # precision or "openvino-<precision>" -> metrics, deltas
     tools: dict[str, str] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
     vaegan_version: str = ""

@@ -1,6 +1,7 @@
 """OpenVINO IR from the FP32 ONNX, and INT8 IR through NNCF post-training quantization.
 
-FP32 IR is saved uncompressed: OpenVINO runs it in bf16 by itself on CPUs with AMX.
+FP32 IR is saved uncompressed and run in f32. FP16 IR has fp16 weights and runs in half precision
+(bf16 on CPUs with AVX512-bf16 or AMX, f16 on GPUs): the same graph, OpenVINO's fast CPU path.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from vaegan.errors import BackendUnavailable
+from vaegan.runtime.backends.openvino import inference_precision
 
 log = logging.getLogger(__name__)
 
@@ -23,10 +25,10 @@ def _ov():
     return ov
 
 
-def export_ir(onnx_path: Path, xml_path: Path) -> None:
+def export_ir(onnx_path: Path, xml_path: Path, half: bool = False) -> None:
     ov = _ov()
     model = ov.convert_model(str(onnx_path))
-    ov.save_model(model, str(xml_path), compress_to_fp16=False)
+    ov.save_model(model, str(xml_path), compress_to_fp16=half)
 
 
 def quantize_ir(onnx_path: Path, xml_path: Path, calib: np.ndarray, batch: int = 32) -> None:
@@ -50,10 +52,11 @@ def quantize_ir(onnx_path: Path, xml_path: Path, calib: np.ndarray, batch: int =
     ov.save_model(q, str(xml_path), compress_to_fp16=False)
 
 
-def run_ir(xml_path: Path, feed: np.ndarray) -> list[np.ndarray]:
-    """Outputs of an IR on the CPU for one input array (parity checks)."""
+def run_ir(xml_path: Path, feed: np.ndarray, precision: str) -> list[np.ndarray]:
+    """Outputs of an IR on the CPU for one input array, compiled as the runtime compiles it."""
     ov = _ov()
-    # f32 hint: on AMX/AVX512-bf16 CPUs OpenVINO would otherwise run fp32 IR in bf16
-    compiled = ov.Core().compile_model(str(xml_path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    core = ov.Core()
+    hint = inference_precision(core, "CPU", precision)
+    compiled = core.compile_model(str(xml_path), "CPU", {"INFERENCE_PRECISION_HINT": hint} if hint else {})
     result = compiled(feed)
     return [result[o] for o in compiled.outputs]

@@ -233,7 +233,60 @@ def _export_into(root: Path, cfg, m, opts: ExportOptions, run_dir: Path) -> Mani
             artifacts.append(_artifact(root, dst, comp, p, "onnx", parity, notes, dst))
             paths[(comp, p)] = dst
 
-    # -- quality per precision, from the same latents
+    # -- OpenVINO IR
+    if opts.openvino:
+        from vaegan.export import openvino as ov_export
+
+        def ir_parity(xml: Path, comp: str, p: str) -> dict:
+            if comp == "decoder":
+                return _compare_uint8(decoded["fp32"][:256], ov_export.run_ir(xml, z_eval[:256], p)[0])
+            got = ov_export.run_ir(xml, val.images, p)[0]
+            return {
+                "vs": "fp32",
+                "max_abs_error": float(np.abs(got - mu_fp32).max()),
+                "mean_abs_error": float(np.abs(got - mu_fp32).mean()),
+                "unit": "mu",
+            }
+
+        for comp in ("encoder", "decoder"):
+            xml = root / "openvino" / f"{comp}.fp32.xml"
+            xml.parent.mkdir(exist_ok=True)
+            log.info("converting %s", xml.relative_to(root))
+            ov_export.export_ir(paths[(comp, "fp32")], xml)
+            artifacts.append(
+                _ir_artifact(root, xml, comp, "fp32", paths[(comp, "fp32")], {}, ir_parity(xml, comp, "fp32"))
+            )
+            if "fp16" in opts.precisions:
+                xml16 = root / "openvino" / f"{comp}.fp16.xml"
+                log.info("converting %s (fp16 weights, half-precision inference)", xml16.relative_to(root))
+                ov_export.export_ir(paths[(comp, "fp32")], xml16, half=True)
+                artifacts.append(
+                    _ir_artifact(
+                        root, xml16, comp, "fp16", paths[(comp, "fp32")], {}, ir_parity(xml16, comp, "fp16")
+                    )
+                )
+                if comp == "decoder":
+                    decoded["openvino-fp16"] = ov_export.run_ir(xml16, z_eval, "fp16")[0]
+            if "int8" in opts.precisions:
+                xml8 = root / "openvino" / f"{comp}.int8.xml"
+                log.info("quantizing %s with NNCF", xml8.relative_to(root))
+                data = next(iter(calib[comp].values()))
+                ov_export.quantize_ir(paths[(comp, "fp32")], xml8, data)
+                artifacts.append(
+                    _ir_artifact(
+                        root,
+                        xml8,
+                        comp,
+                        "int8",
+                        paths[(comp, "fp32")],
+                        {"quantizer": "nncf", "samples": len(data)},
+                        ir_parity(xml8, comp, "int8"),
+                    )
+                )
+                if comp == "decoder":
+                    decoded["openvino-int8"] = ov_export.run_ir(xml8, z_eval, "int8")[0]
+
+    # -- quality per precision (and per OpenVINO half/int8 IR), from the same latents
     quality: dict[str, dict] = {}
     for p, images in decoded.items():
         ev = evaluate_images(images, cfg, (train, val))
@@ -259,46 +312,6 @@ def _export_into(root: Path, cfg, m, opts: ExportOptions, run_dir: Path) -> Mani
                         raise ExportError(msg + "; drop --strict to keep it, or try --calib-method entropy")
                     log.warning("warning: %s", msg)
         quality[p] = q
-
-    # -- OpenVINO IR
-    if opts.openvino:
-        from vaegan.export import openvino as ov_export
-
-        def ir_parity(xml: Path, comp: str) -> dict:
-            if comp == "decoder":
-                return _compare_uint8(decoded["fp32"][:256], ov_export.run_ir(xml, z_eval[:256])[0])
-            got = ov_export.run_ir(xml, val.images)[0]
-            return {
-                "vs": "fp32",
-                "max_abs_error": float(np.abs(got - mu_fp32).max()),
-                "mean_abs_error": float(np.abs(got - mu_fp32).mean()),
-                "unit": "mu",
-            }
-
-        for comp in ("encoder", "decoder"):
-            xml = root / "openvino" / f"{comp}.fp32.xml"
-            xml.parent.mkdir(exist_ok=True)
-            log.info("converting %s", xml.relative_to(root))
-            ov_export.export_ir(paths[(comp, "fp32")], xml)
-            artifacts.append(
-                _ir_artifact(root, xml, comp, "fp32", paths[(comp, "fp32")], {}, ir_parity(xml, comp))
-            )
-            if "int8" in opts.precisions:
-                xml8 = root / "openvino" / f"{comp}.int8.xml"
-                log.info("quantizing %s with NNCF", xml8.relative_to(root))
-                data = next(iter(calib[comp].values()))
-                ov_export.quantize_ir(paths[(comp, "fp32")], xml8, data)
-                artifacts.append(
-                    _ir_artifact(
-                        root,
-                        xml8,
-                        comp,
-                        "int8",
-                        paths[(comp, "fp32")],
-                        {"quantizer": "nncf", "samples": len(data)},
-                        ir_parity(xml8, comp),
-                    )
-                )
 
     # -- Triton model repository
     if opts.triton:

@@ -2,7 +2,10 @@
 
 Callers submit latents and get a Future. One worker thread takes the first waiting request, keeps
 collecting until `max_batch` rows or `max_delay_ms` have passed, runs the engine once, and splits
-the result back in order. The queue is bounded: when it is full, `submit` raises Overloaded at once
+the result back in order. With the default max_delay_ms=0 no request waits while the engine is
+idle; everything that queued while it was busy goes into the next batch. On a CPU, where a batch of
+1 already runs near the engine's best images/s, that is the faster setting (docs/benchmarks.md);
+a delay pays off on GPUs, where larger batches are much cheaper per image. The queue is bounded: when it is full, `submit` raises Overloaded at once
 (back-pressure) rather than letting latency and memory grow without bound.
 """
 
@@ -52,7 +55,7 @@ class MicroBatcher:
         self,
         fn: Callable[[np.ndarray], np.ndarray],
         max_batch: int = 64,
-        max_delay_ms: float = 5.0,
+        max_delay_ms: float = 0.0,
         max_queue: int = 256,
         on_batch: Callable[[int, float], None] | None = None,
     ):

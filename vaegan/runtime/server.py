@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class ServeConfig:
     max_batch: int = 64
-    max_delay_ms: float = 5.0
+    max_delay_ms: float = 0.0  # merge what queued while the engine ran; never wait when it is idle
     max_queue: int = 64
     max_n: int = 1024
     max_body_bytes: int = 4 << 20

@@ -23,7 +23,12 @@ class RunnerInfo:
 
 
 class Runner(ABC):
-    """One loaded model. `run` takes the single input array and returns the outputs in graph order."""
+    """One loaded model. `run` takes the single input array and returns the outputs in graph order.
+
+    Runners are safe to call from several threads at once (a Sampler shared by a web app's
+    workers): state that one call mutates is per thread, or behind a lock where the engine has one
+    set of device buffers.
+    """
 
     info: RunnerInfo
     input_name: str

@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
 
 from vaegan.errors import BackendUnavailable
 from vaegan.runtime.backends import Runner, RunnerInfo
+
+
+def inference_precision(core, device: str, precision: str) -> str:
+    """OpenVINO's INFERENCE_PRECISION_HINT for an IR of `precision` on `device`.
+
+    fp32 IR stays in f32 (OpenVINO's CPU default is bf16 where the CPU has it, a few grey levels
+    off). fp16 IR is the half-precision path: bf16 on CPUs with AVX512-bf16 or AMX, f16 on GPUs and
+    CPUs with fp16 arithmetic, else f32. int8 IR keeps OpenVINO's choice for its float parts.
+    """
+    if precision == "fp32":
+        return "f32"
+    if precision == "int8":
+        return ""
+    caps = set(core.get_property(device, "OPTIMIZATION_CAPABILITIES")) if device != "AUTO" else set()
+    if device.startswith("CPU") and "BF16" in caps:
+        return "bf16"
+    return "f16" if "FP16" in caps else "f32"
 
 
 def openvino_module():
@@ -26,13 +44,12 @@ class OpenVinoRunner(Runner):
         if dev in ("AUTO", "CPU") and "CPU" not in core.available_devices:
             raise BackendUnavailable(f"OpenVINO sees no CPU device (has {core.available_devices})")
         config = {"PERFORMANCE_HINT": hint}
-        if artifact.precision == "fp32" and dev == "CPU":
-            # keep fp32 IR in fp32: OpenVINO would pick bf16 on AMX CPUs and drift by a few grey levels
-            config["INFERENCE_PRECISION_HINT"] = "f32"
+        if precision_hint := inference_precision(core, dev, artifact.precision):
+            config["INFERENCE_PRECISION_HINT"] = precision_hint
         if threads and dev == "CPU":
             config["INFERENCE_NUM_THREADS"] = threads
         self.compiled = core.compile_model(str(path), dev, config)
-        self.request = self.compiled.create_infer_request()
+        self._local = threading.local()  # an infer request per calling thread
         self.input_name = self.compiled.inputs[0].get_any_name()
         self.output_names = [o.get_any_name() for o in self.compiled.outputs]
         self.info = RunnerInfo(
@@ -43,11 +60,20 @@ class OpenVinoRunner(Runner):
             {"openvino": ov.__version__, "hint": hint, **{k: str(v) for k, v in config.items()}},
         )
 
+    @property
+    def request(self):
+        req = getattr(self._local, "request", None)
+        if req is None:
+            req = self._local.request = self.compiled.create_infer_request()
+        return req
+
     def run(self, x: np.ndarray) -> list[np.ndarray]:
-        self.request.infer({0: x})
-        return [self.request.get_output_tensor(i).data.copy() for i in range(len(self.output_names))]
+        req = self.request
+        req.infer({0: x})
+        return [req.get_output_tensor(i).data.copy() for i in range(len(self.output_names))]
 
     def run_into(self, x: np.ndarray, outs: list[np.ndarray]) -> None:
-        self.request.infer({0: x})
+        req = self.request
+        req.infer({0: x})
         for i, out in enumerate(outs):
-            out[...] = self.request.get_output_tensor(i).data
+            out[...] = req.get_output_tensor(i).data

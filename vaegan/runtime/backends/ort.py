@@ -57,8 +57,8 @@ class OrtRunner(Runner):
         self.session = ort.InferenceSession(str(path), so, providers=providers)
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
-        self._cpu = provider == "CPUExecutionProvider"
-        self._binding = self.session.io_binding()
+        # No IO binding: on the CPU it measured ~5 us slower per call than run() plus a copy of the
+        # (small, uint8) output. session.run is safe to call from several threads.
         self.info = RunnerInfo(
             "ort",
             provider,
@@ -70,15 +70,3 @@ class OrtRunner(Runner):
     def run(self, x: np.ndarray) -> list[np.ndarray]:
         return self.session.run(self.output_names, {self.input_name: x})
 
-    def run_into(self, x: np.ndarray, outs: list[np.ndarray]) -> None:
-        if not self._cpu:  # on GPU, ORT copies device -> host itself
-            super().run_into(x, outs)
-            return
-        # CPU: bind the caller's arrays so ORT writes the result in place, no extra copy
-        b = self._binding
-        b.clear_binding_inputs()
-        b.clear_binding_outputs()
-        b.bind_cpu_input(self.input_name, x)
-        for name, out in zip(self.output_names, outs, strict=True):
-            b.bind_output(name, "cpu", 0, out.dtype, list(out.shape), out.ctypes.data)
-        self.session.run_with_iobinding(b)

@@ -7,6 +7,7 @@ set_input_shape, set_tensor_address, execute_async_v3).
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +90,7 @@ class TensorRTRunner(Runner):
             )
         self.context = self.engine.create_execution_context()
         self.stream = _check(cudart.cudaStreamCreate())
+        self._lock = threading.Lock()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.input_name = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
         self.output_names = [n for n in names if n != self.input_name]
@@ -115,6 +117,10 @@ class TensorRTRunner(Runner):
         n = len(x)
         if n > self.max_batch:
             raise ValueError(f"batch {n} exceeds the engine's max batch {self.max_batch}")
+        with self._lock:  # one context, one set of device buffers: one call at a time
+            return self._run(x, n)
+
+    def _run(self, x: np.ndarray, n: int) -> list[np.ndarray]:
         cudart, kind = self.cudart, self.cudart.cudaMemcpyKind
         dev_in, host_in = self.buffers[self.input_name]
         host_in[:n] = x
