@@ -73,7 +73,7 @@ bench: setup
 ## The figures behind docs/benchmarks.md (after `make quickstart`)
 bench-doc: setup
 	$(VENV)/bin/vaegan bench $(ART) --component decoder,encoder --precision fp32,fp16,int8 --batch 1,8,64 \
-		--seconds 3 --json docs/bench/bench.json --markdown docs/bench/table.md --plot docs/bench/throughput.png
+		--seconds 3 --rounds 10 --json docs/bench/bench.json --markdown docs/bench/table.md --plot docs/bench/throughput.png
 
 clean:
 	rm -rf $(VENV) $(VENV310) build runs artifacts

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import sys
@@ -665,6 +666,10 @@ def bench(
         _fail("--batch sizes must be between 1 and 65536")
     if iters < 0 or seconds <= 0 or warmup < 0 or rounds < 1:
         _fail("--iters and --warmup must be >= 0, --seconds > 0 and --rounds >= 1")
+    if importlib.util.find_spec("onnx") is None:
+        _fail("vaegan bench counts FLOPs with onnx, which is not installed: pip install 'vaegan[bench]'")
+    if plot_out and importlib.util.find_spec("matplotlib") is None:
+        _fail("--plot needs matplotlib: pip install 'vaegan[bench]'")
     cfg = B.BenchConfig(
         engines=engines,
         precisions=precisions,

@@ -69,4 +69,3 @@ class OrtRunner(Runner):
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
         return self.session.run(self.output_names, {self.input_name: x})
-
