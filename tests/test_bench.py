@@ -20,7 +20,7 @@ def test_model_flops_counts_convs_and_gemms(art_dir):
 
 def test_bench_result_schema(art_dir):
     cfg = BenchConfig(
-        engines=["vaegan-ort", "ort-raw", "openvino-default", "torch-eager"],
+        engines=["vaegan-ort", "vaegan-tensorrt", "ort-raw", "openvino-default", "torch-eager"],
         precisions=["fp32"],
         batches=[1, 4],
         warmup=1,
@@ -36,6 +36,7 @@ def test_bench_result_schema(art_dir):
         assert x["images_per_s"] > 0 and x["peak_fraction"] > 0
     assert "runtime_overhead_b4" in r["ratios"]
     assert "torch-eager/fp32/decoder" in r["skipped"]  # the fixture's run dir was temporary
+    assert "tensorrt" in r["skipped"]["vaegan-tensorrt/fp32/decoder"]  # no engine here: said, not hidden
     assert "| vaegan-ort | fp32 | decoder | 1 |" in markdown(r)
     assert "median ms" in table(r)
 

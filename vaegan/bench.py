@@ -24,7 +24,7 @@ import numpy as np
 from vaegan.export.manifest import Manifest, verify
 
 BENCH_SCHEMA = 1
-ENGINES = ("vaegan-ort", "vaegan-openvino", "ort-raw", "openvino-default", "torch-eager")
+ENGINES = ("vaegan-ort", "vaegan-openvino", "vaegan-tensorrt", "ort-raw", "openvino-default", "torch-eager")
 
 
 @dataclass
@@ -171,7 +171,9 @@ def _make_engine(engine: str, art_dir: Path, m: Manifest, precision: str, compon
         kind = "int8"
     else:
         kind = "fp32"
-    fmt = {"vaegan-openvino": "openvino", "openvino-default": "openvino"}.get(engine, "onnx")
+    fmt = {"vaegan-openvino": "openvino", "openvino-default": "openvino", "vaegan-tensorrt": "tensorrt"}.get(
+        engine, "onnx"
+    )
     art = m.find(component, precision, fmt)
     if engine == "torch-eager":
         fn = _torch_engine(m, precision, component, threads)
@@ -179,16 +181,20 @@ def _make_engine(engine: str, art_dir: Path, m: Manifest, precision: str, compon
     if art is None:
         return f"no {precision} {fmt} {component} in the artifact dir"
     path = verify(art_dir, art)
-    if engine in ("vaegan-ort", "vaegan-openvino"):
+    if engine.startswith("vaegan-"):
+        from vaegan.errors import BackendUnavailable
         from vaegan.runtime import Sampler
 
-        s = Sampler.load(
-            art_dir,
-            backend="ort" if engine == "vaegan-ort" else "openvino",
-            precision=precision,
-            threads=threads,
-            max_n=10**6,
-        )
+        try:
+            s = Sampler.load(
+                art_dir,
+                backend=engine.removeprefix("vaegan-"),
+                precision=precision,
+                threads=threads,
+                max_n=10**6,
+            )
+        except BackendUnavailable as e:
+            return str(e)
         hint = s.backend_info[component]["details"].get("INFERENCE_PRECISION_HINT", "")
         return (s.decode if component == "decoder" else s.encode), _OV_KIND.get(hint, kind)
     if engine == "ort-raw":
@@ -498,9 +504,20 @@ def plot(result: dict[str, Any], path: Path) -> None:
                 series.setdefault(f"{r['engine']} {r['precision']}", []).append(
                     (r["batch"], r["images_per_s"])
                 )
+        # colour says the engine, line style the precision
+        colours = {e: f"C{i}" for i, e in enumerate(ENGINES)}
+        styles = {"fp32": "-", "fp16": "--", "int8": ":"}
         for name, pts in sorted(series.items()):
+            engine, precision = name.split(" ")
             pts.sort()
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
+            ax.plot(
+                [p[0] for p in pts],
+                [p[1] for p in pts],
+                marker="o",
+                color=colours.get(engine),
+                linestyle=styles.get(precision, "-"),
+                label=name,
+            )
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("batch")

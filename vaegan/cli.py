@@ -581,7 +581,9 @@ def serve(
     "--engine",
     "engines",
     callback=_csv(str),
-    default=",".join(["vaegan-ort", "vaegan-openvino", "ort-raw", "openvino-default", "torch-eager"]),
+    default=",".join(
+        ["vaegan-ort", "vaegan-openvino", "vaegan-tensorrt", "ort-raw", "openvino-default", "torch-eager"]
+    ),
     show_default=True,
     help="Engines to compare: vaegan's runtime per backend and the peers on the same model.",
 )
