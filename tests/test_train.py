@@ -67,7 +67,11 @@ def test_stage_schedule():
 def test_nan_guard_stops_with_a_resumable_checkpoint(tmp_path):
     out = tmp_path / "nan"
     with pytest.raises(TrainingDiverged, match=r"diverged at step \d+.*--resume"):
-        train(tiny_run_config(max_steps=200, lr=1e30, lr_d=1e30, vae_fraction=0.0), out, progress=False)
+        train(
+            tiny_run_config(max_steps=200, lr=1e30, lr_d=1e30, adv_lr=1e30, vae_fraction=0.0),
+            out,
+            progress=False,
+        )
     st = load_state(out)
     assert 0 < st["step"] < 200
     weights = load_file(out / "model.safetensors")
