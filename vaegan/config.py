@@ -57,7 +57,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.5, 0.999)
     kl_weight: float = 4.0  # beta on the KL prior term (KL summed over z, divided by pixel count)
     gamma: float = 1.0  # weight of the reconstruction term for the decoder (Larsen's gamma)
-    pixel_weight: float = 1.0  # the small pixel term beside the Dis_l feature term
+    pixel_weight: float = 0.25  # the small pixel term beside the Dis_l feature term (GAN stages)
     gan_loss: str = "hinge"
     gan_weight: float = 1.0  # base GAN weight, scaled by the adaptive weight
     adaptive_gan_weight: bool = True

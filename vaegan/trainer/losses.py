@@ -111,8 +111,9 @@ def vae_losses(
         mu, logvar = mu.detach(), logvar.detach()
     z = reparameterize(mu, logvar)
     x_rec = m.decoder(scale_grad(z, 1.0 / gamma) if train_encoder else z)
-    rec = pixel_weight * (x_rec - x).pow(2).flatten(1).sum(1).mean() / pixels
-    if use_features:
+    rec = (x_rec - x).pow(2).flatten(1).sum(1).mean() / pixels
+    if use_features:  # Larsen's Dis_l term, with a small pixel term beside it
+        rec = pixel_weight * rec
         with torch.no_grad():
             _, f_real = m.discriminator(x)
         _, f_rec = m.discriminator(x_rec)
