@@ -135,12 +135,24 @@ class Sampler:
         # On CPUs OpenVINO runs int8 and half precision about 2x faster than ONNX Runtime, whose
         # fp16 kernels are fp32 underneath; for fp32 ONNX Runtime has the lower batch-1 latency
         # (docs/benchmarks.md).
-        if has_ir and precision != "fp32":
+        # ...unless the export measured that IR losing quality beyond its tolerance.
+        q = manifest.quality.get(f"openvino-{precision}", {})
+        ov_first = has_ir and precision != "fp32" and q.get("within_tolerance") is not False
+        if ov_first:
             out.append(("openvino", f"OpenVINO IR present: the fastest {precision} CPU path"))
-        out.append(
-            ("ort", "ONNX Runtime on the CPU" + (": lowest fp32 latency" if precision == "fp32" else ""))
-        )
-        if has_ir and precision == "fp32":
+        if precision == "fp32":
+            out.append(("ort", "ONNX Runtime on the CPU: lowest fp32 latency"))
+        elif has_ir and not ov_first:
+            out.append(
+                (
+                    "ort",
+                    f"ONNX Runtime on the CPU: the OpenVINO {precision} IR is faster but lost quality at "
+                    f"export (FD {q.get('delta_fd', float('nan')):+.2f} over fp32, beyond the tolerance)",
+                )
+            )
+        else:
+            out.append(("ort", "ONNX Runtime on the CPU"))
+        if has_ir and not ov_first:
             out.append(("openvino", "OpenVINO IR present and OpenVINO installed"))
         return out
 
