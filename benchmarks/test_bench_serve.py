@@ -6,8 +6,6 @@ is not what is measured)."""
 from __future__ import annotations
 
 import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -16,36 +14,13 @@ import pytest
 CLIENTS, REQUESTS, N = 16, 256, 1
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(params=[64, 1], ids=["micro-batching", "no-batching"])
 def server(request, art_dir):
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vaegan", "serve", str(art_dir), "--port", str(port)]
-        + ["--max-batch", str(request.param), "--max-queue", str(REQUESTS)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+    from tests.runtime.live import start_serve
+
+    proc, url = start_serve(
+        art_dir, "--max-batch", str(request.param), "--max-queue", str(REQUESTS), stderr=subprocess.DEVNULL
     )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            pytest.fail(f"vaegan serve did not start: {proc.stderr.read()}")
-        time.sleep(0.1)
     yield url, request.param
     proc.terminate()
     proc.wait(30)

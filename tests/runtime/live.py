@@ -1,8 +1,11 @@
-"""A real uvicorn server on a loopback port, in a thread, for the HTTP tests."""
+"""A real uvicorn server on a loopback port, in a thread (LiveServer) or as a `vaegan serve`
+process (start_serve), for the HTTP tests and benchmarks."""
 
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -35,3 +38,30 @@ class LiveServer:
     def __exit__(self, *exc) -> None:
         self.server.should_exit = True
         self.thread.join(30)
+
+
+def start_serve(art_dir, *args: str, timeout: float = 60.0, stderr=subprocess.PIPE):
+    """`python -m vaegan serve ART_DIR --port P *args` in a process; returns (process, url) once
+    /healthz answers, or kills it and raises with what it printed."""
+    import httpx
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vaegan", "serve", str(art_dir), "--port", str(port), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + timeout
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            _, err = proc.communicate()
+            raise RuntimeError(f"vaegan serve did not start: {err}")
+        time.sleep(0.1)

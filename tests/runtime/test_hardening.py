@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -237,44 +235,12 @@ def _rss_kib(pid: int) -> int:
 
 @pytest.mark.slow
 def test_overload_gets_fast_503s_and_sigterm_answers_accepted_requests(art_dir):
-    from tests.runtime.live import free_port
+    from tests.runtime.live import start_serve
 
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "vaegan",
-            "serve",
-            str(art_dir),
-            "--port",
-            str(port),
-            "--max-queue",
-            "4",
-            "--max-batch",
-            "16",
-            "--max-n",
-            "512",
-            "--max-delay-ms",
-            "2",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    proc, url = start_serve(
+        art_dir, "--max-queue", "4", "--max-batch", "16", "--max-n", "512", "--max-delay-ms", "2"
     )
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.time() < deadline and proc.poll() is None, (
-                proc.stderr.read() if proc.poll() else "slow"
-            )
-            time.sleep(0.1)
         rss0 = _rss_kib(proc.pid)
 
         def one(i):
