@@ -156,8 +156,15 @@ def _ort_matmul_peak(op: str, feeds: dict[str, np.ndarray], seconds: float) -> f
 
 
 # ------------------------------------------------------------------------------------- engines
-# OpenVINO's INFERENCE_PRECISION_HINT -> the peak a row is measured against
-_OV_KIND = {"bf16": "bf16", "f16": "fp16", "f32": "fp32"}
+def _compute_kind(precision: str, ov_hint: str = "") -> str:
+    """The peak a row is measured against: int8, or the float type OpenVINO says it computes in
+    (its hint reads "bf16" in a config, "<Type: 'bfloat16'>" from a compiled model); else fp32."""
+    if precision == "int8":
+        return "int8"
+    hint = ov_hint.lower()
+    if "bf16" in hint or "bfloat16" in hint:
+        return "bf16"
+    return "fp16" if "f16" in hint or "float16" in hint else "fp32"
 
 
 def _make_engine(engine: str, art_dir: Path, m: Manifest, precision: str, component: str, threads: int):
@@ -167,10 +174,7 @@ def _make_engine(engine: str, art_dir: Path, m: Manifest, precision: str, compon
     kernels run fp16 models in fp32; OpenVINO reports its own choice (bf16 for fp32 IR by default
     on CPUs that have it).
     """
-    if precision == "int8":
-        kind = "int8"
-    else:
-        kind = "fp32"
+    kind = _compute_kind(precision)
     fmt = {"vaegan-openvino": "openvino", "openvino-default": "openvino", "vaegan-tensorrt": "tensorrt"}.get(
         engine, "onnx"
     )
@@ -196,7 +200,7 @@ def _make_engine(engine: str, art_dir: Path, m: Manifest, precision: str, compon
         except BackendUnavailable as e:
             return str(e)
         hint = s.backend_info[component]["details"].get("INFERENCE_PRECISION_HINT", "")
-        return (s.decode if component == "decoder" else s.encode), _OV_KIND.get(hint, kind)
+        return (s.decode if component == "decoder" else s.encode), _compute_kind(precision, hint)
     if engine == "ort-raw":
         import onnxruntime as ort
 
@@ -211,9 +215,7 @@ def _make_engine(engine: str, art_dir: Path, m: Manifest, precision: str, compon
         compiled = ov.Core().compile_model(str(path), "CPU")  # OpenVINO's own defaults
         req = compiled.create_infer_request()
         hint = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
-        if precision != "int8":  # str(ov.Type) reads like "<Type: 'bfloat16'>"
-            kind = "bf16" if "bfloat16" in hint or "bf16" in hint else "fp16" if "16" in hint else "fp32"
-        return (lambda x: req.infer({0: x})), kind
+        return (lambda x: req.infer({0: x})), _compute_kind(precision, hint)
     raise ValueError(engine)
 
 
