@@ -64,6 +64,17 @@ def test_stage_schedule():
     assert stages.index("adversarial") == 30 and stages.index("joint") == 50
 
 
+def test_each_network_trains_at_its_own_rate(tmp_path):
+    # 3 VAE steps at lr, then GAN steps: encoder and decoder at adv_lr, the discriminator at lr_d.
+    out = tmp_path / "rates"
+    train(
+        tiny_run_config(max_steps=10, lr=1e-3, adv_lr=2e-4, lr_d=3e-3, vae_fraction=0.3), out, progress=False
+    )
+    st = load_state(out)
+    rates = {k: st[k]["param_groups"][0]["lr"] for k in ("opt_e", "opt_g", "opt_d")}
+    assert rates == {"opt_e": 2e-4, "opt_g": 2e-4, "opt_d": 3e-3}
+
+
 def test_nan_guard_stops_with_a_resumable_checkpoint(tmp_path):
     out = tmp_path / "nan"
     with pytest.raises(TrainingDiverged, match=r"diverged at step \d+.*--resume"):

@@ -52,8 +52,8 @@ class TrainConfig:
     epochs: int = 30
     batch_size: int = 32
     lr: float = 1e-3
-    lr_d: float = 1e-3
-    adv_lr: float = 1e-3  # learning rate of all three networks once the GAN is on (stages 2-3, mode gan)
+    lr_d: float = 1e-3  # discriminator rate (it trains in the GAN stages only)
+    adv_lr: float = 1e-3  # encoder and decoder rate once the GAN is on (stages 2-3, mode gan)
     betas: tuple[float, float] = (0.5, 0.999)
     kl_weight: float = 4.0  # beta on the KL prior term (KL summed over z, divided by pixel count)
     gamma: float = 1.0  # weight of the reconstruction term for the decoder (Larsen's gamma)

@@ -272,11 +272,12 @@ def train(
             x = x_all[idx]
             stage = stage_at(step, total, tc)
             use_gan = stage in ("adversarial", "joint", "gan")
-            # GAN stages may run at their own rate (adv_lr): a lower one keeps D from collapsing, but
-            # measured on digits it cost more sample quality than it bought (docs/quality.md).
-            for opt, base in ((opt_e, tc.lr), (opt_g, tc.lr), (opt_d, tc.lr_d)):
+            # Encoder and decoder may run at their own rate once the GAN is on (adv_lr): a lower one
+            # keeps D from collapsing, but measured on digits it cost more than it bought
+            # (docs/quality.md). D trains in the GAN stages only, always at lr_d.
+            for opt in (opt_e, opt_g):
                 for group in opt.param_groups:
-                    group["lr"] = tc.adv_lr if use_gan else base
+                    group["lr"] = tc.adv_lr if use_gan else tc.lr
             train_encoder = stage in ("vae", "joint")
             z_prior = torch.randn(x.shape[0], mc.latent_dim, device=device)
 
