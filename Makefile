@@ -29,13 +29,14 @@ setup: $(VENV)/.installed
 quickstart: setup
 	$(VENV)/bin/vaegan train --data digits --epochs $(EPOCHS) --out $(RUN) $(if $(wildcard $(RUN)/train_state.pt),--resume $(RUN),)
 	$(VENV)/bin/vaegan eval $(RUN) --json $(RUN)/eval.json
+	$(VENV)/bin/vaegan eval $(RUN) --temperature 0.7 --json $(RUN)/eval_t0.7.json
 	$(VENV)/bin/vaegan export $(RUN) --out $(ART) --precision fp32,fp16,int8 --openvino --triton --force
 	$(VENV)/bin/vaegan sample $(ART) -n 64 --seed 0 --out $(ART)/samples.png
 	$(VENV)/bin/vaegan sample $(ART) -n 64 --seed 0 --precision int8 --out $(ART)/samples_int8.png
 	$(VENV)/bin/vaegan info $(ART)
 	@echo
 	@echo "Pictures: $(RUN)/samples/ (per epoch), $(ART)/samples.png, $(ART)/samples_int8.png"
-	@echo "Numbers:  $(RUN)/eval.json, $(RUN)/metrics.jsonl, $(ART)/manifest.json (parity and quality per precision)"
+	@echo "Numbers:  $(RUN)/eval.json, $(RUN)/eval_t0.7.json, $(RUN)/metrics.jsonl, $(ART)/manifest.json (parity and quality per precision)"
 
 ## One command: set up and run every test (lint, unit and integration tests, the torch-free runtime on Python 3.10).
 test: setup lint unit runtime-py310

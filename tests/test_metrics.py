@@ -15,14 +15,31 @@ def digits(tmp_path_factory):
     os.environ["VAEGAN_CACHE"] = str(tmp_path_factory.mktemp("cache"))
     d = load_dataset("digits", 16)
     train, val = d.split(0.2, seed=0)
-    return train, val, get_classifier(train, val, d.key)
+    return train, val, get_classifier(d)
 
 
 def test_classifier_is_accurate_and_cached(digits):
     train, val, clf = digits
     assert clf.accuracy > 0.9
-    again = get_classifier(train, val, load_dataset("digits", 16).key)
+    again = get_classifier(load_dataset("digits", 16))
     assert again.accuracy == clf.accuracy  # read from the cache, not retrained
+
+
+def test_classifier_does_not_depend_on_the_callers_threads_or_rng(tmp_path, monkeypatch):
+    import torch
+
+    d = load_dataset("digits", 16)
+    threads = torch.get_num_threads()
+    feats = []
+    try:
+        for n_threads, rng_seed in ((1, 0), (2, 123)):
+            monkeypatch.setenv("VAEGAN_CACHE", str(tmp_path / f"cache{n_threads}"))
+            torch.set_num_threads(n_threads)
+            torch.manual_seed(rng_seed)
+            feats.append(get_classifier(d).features_and_classes(d.images[:64])[0])
+    finally:
+        torch.set_num_threads(threads)
+    np.testing.assert_array_equal(feats[0], feats[1])
 
 
 def test_fd_of_held_out_data_is_far_below_bad_samples(digits):
@@ -110,6 +127,27 @@ def test_eval_cli_on_a_run(trained_run, tmp_path):
     )
     assert r2.returncode == 0, r2.stderr
     assert json.loads((tmp_path / "e2.json").read_text())["metrics"] == m  # seeded and repeatable
+
+
+def test_eval_temperature_scales_the_prior_latents(trained_run, tmp_path, monkeypatch):
+    from tests.conftest import run_cli
+    from vaegan.config import RunConfig
+    from vaegan.errors import ConfigError
+    from vaegan.trainer.evaluate import evaluate_run, reference_data
+
+    monkeypatch.setenv("VAEGAN_CACHE", str(tmp_path / "cache"))
+    ref = reference_data(RunConfig.load(trained_run / "config.json"))
+    full = evaluate_run(trained_run, n=300, temperature=1.0, ref=ref)
+    cold = evaluate_run(trained_run, n=300, temperature=0.01, ref=ref)  # ~ one image, 300 times
+    assert cold.info["temperature"] == 0.01
+    assert cold.metrics["coverage"] < full.metrics["coverage"]
+    assert cold.metrics["class_coverage"] <= full.metrics["class_coverage"]
+    with pytest.raises(ConfigError, match="temperature"):
+        evaluate_run(trained_run, n=300, temperature=0.0, ref=ref)
+    r = run_cli(
+        "eval", str(trained_run), "--temperature", "-1", env={"VAEGAN_CACHE": str(tmp_path / "cache")}
+    )
+    assert r.returncode == 2 and "temperature" in r.stderr.lower()
 
 
 def test_unlabelled_data_says_what_is_unavailable(tmp_path):

@@ -95,7 +95,12 @@ def cli(verbose: bool) -> None:
 )
 @click.option("--batch-size", type=int, default=32, show_default=True, help="Images per step per process.")
 @click.option("--lr", type=float, default=None, help="Encoder/decoder learning rate (Adam).  [default: 1e-3]")
-@click.option("--lr-d", type=float, default=None, help="Discriminator learning rate.  [default: 1e-3]")
+@click.option(
+    "--lr-d",
+    type=float,
+    default=None,
+    help="Discriminator learning rate (D trains in the GAN stages only).  [default: 1e-3]",
+)
 @click.option(
     "--image-size", type=int, default=32, show_default=True, help="Square size, a power of two 16..128."
 )
@@ -119,7 +124,12 @@ def cli(verbose: bool) -> None:
     show_default=True,
     help="Clamp of the adaptive GAN weight (gradient-norm ratio at the decoder's last layer).",
 )
-@click.option("--adv-lr", type=float, default=None, help="Learning rate once the GAN is on.  [default: --lr]")
+@click.option(
+    "--adv-lr",
+    type=float,
+    default=None,
+    help="Encoder and decoder learning rate once the GAN is on.  [default: --lr]",
+)
 @click.option(
     "--gan-on-recon/--no-gan-on-recon",
     default=False,
@@ -233,6 +243,13 @@ def train(**o) -> None:
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the latents (repeatable).")
 @click.option(
+    "--temperature",
+    type=click.FloatRange(0, 10, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Scale of the prior latents, as in `vaegan sample`: below 1 trades recall for precision.",
+)
+@click.option(
     "--images",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
@@ -245,7 +262,9 @@ def train(**o) -> None:
     default=None,
     help="Also write the metrics as JSON here.",
 )
-def eval_cmd(run_dir: Path, n: int, seed: int, images: Path | None, json_out: Path | None) -> None:
+def eval_cmd(
+    run_dir: Path, n: int, seed: int, temperature: float, images: Path | None, json_out: Path | None
+) -> None:
     """Score a run: FD, precision/recall/density/coverage, class coverage/KL, PSNR, KL, active units.
 
     The feature space is a small classifier trained on the run's own dataset labels (cached under
@@ -265,7 +284,7 @@ def eval_cmd(run_dir: Path, n: int, seed: int, images: Path | None, json_out: Pa
             arr = z[key]
         ev = evaluate_images(arr, RunConfig.load(Path(run_dir) / "config.json"))
     else:
-        ev = evaluate_run(run_dir, n=n, seed=seed)
+        ev = evaluate_run(run_dir, n=n, seed=seed, temperature=temperature)
     width = max(len(k) for k in [*ev.metrics, *ev.unavailable, "metric"])
     click.echo(f"{'metric':<{width}}  value")
     for k, v in ev.metrics.items():

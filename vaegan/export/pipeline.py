@@ -153,7 +153,7 @@ def _replace_dir(tmp: Path, out: Path) -> None:
 
 
 def _export_into(root: Path, cfg, m, opts: ExportOptions, run_dir: Path) -> Manifest:
-    from vaegan.trainer.evaluate import evaluate_images, reference_splits
+    from vaegan.trainer.evaluate import evaluate_images, reference_data
 
     mc = cfg.model
     image_shape = (mc.image_size, mc.image_size, mc.channels)
@@ -180,7 +180,8 @@ def _export_into(root: Path, cfg, m, opts: ExportOptions, run_dir: Path) -> Mani
         paths[(comp, "fp32")] = path
 
     # -- calibration data: real images for the encoder; prior samples mixed with encoded real images
-    train, val = reference_splits(cfg)
+    ref = reference_data(cfg)
+    train, val = ref.train, ref.val
     rng = np.random.default_rng(opts.seed)
     n = min(opts.calib_samples, len(train.images))
     real = train.images[rng.permutation(len(train.images))[:n]]
@@ -289,7 +290,7 @@ def _export_into(root: Path, cfg, m, opts: ExportOptions, run_dir: Path) -> Mani
     # -- quality per precision (and per OpenVINO half/int8 IR), from the same latents
     quality: dict[str, dict] = {}
     for p, images in decoded.items():
-        ev = evaluate_images(images, cfg, (train, val))
+        ev = evaluate_images(images, cfg, ref)
         q = dict(ev.metrics)
         if ev.unavailable:
             q["unavailable"] = sorted(ev.unavailable)

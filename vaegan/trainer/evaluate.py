@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from vaegan.config import RunConfig
-from vaegan.errors import DataError
+from vaegan.errors import ConfigError, DataError
 from vaegan.trainer.checkpoint import load_model
 from vaegan.trainer.data import Dataset, load_dataset, to_uint8
 from vaegan.trainer.metrics import LABEL_METRICS, get_classifier, score_images, vae_stats
@@ -25,19 +26,27 @@ class Evaluation:
         return {"metrics": self.metrics, "unavailable": self.unavailable, "info": self.info}
 
 
-def reference_splits(cfg: RunConfig) -> tuple[Dataset, Dataset]:
+class Reference(NamedTuple):
+    """A run's data as evaluation sees it: its own train/val split, and all of it for the classifier."""
+
+    train: Dataset
+    val: Dataset
+    data: Dataset
+
+
+def reference_data(cfg: RunConfig) -> Reference:
     data = load_dataset(cfg.train.data, cfg.model.image_size, cfg.model.channels)
     if cfg.data_key and data.key != cfg.data_key:
         raise DataError(
             f"the dataset at {cfg.train.data!r} changed since training (key {data.key} != {cfg.data_key}): "
             "evaluate against the data the model was trained on"
         )
-    return data.split(cfg.train.val_fraction, cfg.train.seed)
+    return Reference(*data.split(cfg.train.val_fraction, cfg.train.seed), data)
 
 
-def evaluate_images(images: np.ndarray, cfg: RunConfig, splits=None) -> Evaluation:
+def evaluate_images(images: np.ndarray, cfg: RunConfig, ref: Reference | None = None) -> Evaluation:
     """Label-based metrics for images from anywhere (an exported artifact at any precision)."""
-    train, val = splits or reference_splits(cfg)
+    train, _, data = ref or reference_data(cfg)
     if train.labels is None:
         why = "the dataset has no labels, so there is no in-project feature space"
         return Evaluation({}, dict.fromkeys(LABEL_METRICS, why))
@@ -45,24 +54,33 @@ def evaluate_images(images: np.ndarray, cfg: RunConfig, splits=None) -> Evaluati
         raise DataError(
             f"images must be uint8 {train.images.shape[1:]} NHWC, got {images.dtype} {images.shape}"
         )
-    clf = get_classifier(train, val, train.key)
+    clf = get_classifier(data)
     return Evaluation(
         score_images(images, train, clf),
         info={"classifier_accuracy": clf.accuracy, "n": len(images), "reference_n": len(train.images)},
     )
 
 
-def evaluate_run(run_dir: str | Path, n: int = 2000, seed: int = 0) -> Evaluation:
+def evaluate_run(
+    run_dir: str | Path,
+    n: int = 2000,
+    seed: int = 0,
+    temperature: float = 1.0,
+    ref: Reference | None = None,
+) -> Evaluation:
+    """Score n prior samples z ~ N(0, temperature^2 I) of a run, plus its encoder's statistics."""
+    if not 0 < temperature <= 10:
+        raise ConfigError(f"temperature must be in (0, 10], got {temperature!r}")
     cfg, m = load_model(run_dir)
-    splits = reference_splits(cfg)
+    ref = ref or reference_data(cfg)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        z = torch.randn(n, cfg.model.latent_dim, generator=g)
+        z = torch.randn(n, cfg.model.latent_dim, generator=g) * temperature
         images = np.concatenate([to_uint8(m.decoder(z[i : i + 500])) for i in range(0, n, 500)])
-    ev = evaluate_images(images, cfg, splits)
+    ev = evaluate_images(images, cfg, ref)
     if cfg.train.mode == "gan":
         ev.unavailable |= dict.fromkeys(("psnr", "kl", "active_units"), "mode 'gan' trains no encoder")
     else:
-        ev.metrics |= vae_stats(m.encoder, m.decoder, splits[1])
-    ev.info |= {"run": str(run_dir), "mode": cfg.train.mode, "seed": seed, "n": n}
+        ev.metrics |= vae_stats(m.encoder, m.decoder, ref.val)
+    ev.info |= {"run": str(run_dir), "mode": cfg.train.mode, "seed": seed, "n": n, "temperature": temperature}
     return ev

@@ -26,7 +26,7 @@ from torch import nn
 from vaegan.trainer.data import Dataset, to_tensor_range
 
 log = logging.getLogger(__name__)
-CLASSIFIER_VERSION = 1
+CLASSIFIER_VERSION = 2  # 2: trained on a fixed split of the whole dataset, one thread
 LABEL_METRICS = ("fd", "precision", "recall", "density", "coverage", "class_coverage", "class_kl")
 
 
@@ -76,17 +76,21 @@ class Classifier:
         return np.concatenate(feats), np.concatenate(classes)
 
 
-def get_classifier(train: Dataset, val: Dataset, key: str, epochs: int = 8, seed: int = 0) -> Classifier:
-    """Load the cached classifier for this dataset, or train it (seconds on digits) and cache it."""
+def get_classifier(data: Dataset, epochs: int = 8, seed: int = 0) -> Classifier:
+    """The evaluation feature space of a labelled dataset, cached by its content key.
+
+    Trained once (seconds on digits) on a fixed split of the whole dataset, on one thread, so every
+    run on that data is scored in the same space whatever its own split, seed or thread count.
+    """
     from safetensors.torch import load_file, save
 
     from vaegan.io import write_bytes
 
-    if train.labels is None:
+    if data.labels is None:
         raise ValueError("the dataset has no labels: no feature space for label-based metrics")
-    classes = len(train.class_names)
-    _, h, _, c = train.images.shape
-    path = cache_dir() / "classifiers" / f"{key}-{h}px{c}c-v{CLASSIFIER_VERSION}.safetensors"
+    classes = len(data.class_names)
+    _, h, _, c = data.images.shape
+    path = cache_dir() / "classifiers" / f"{data.key}-{h}px{c}c-v{CLASSIFIER_VERSION}.safetensors"
     net = FeatureNet(c, h, classes)
     if path.exists():
         try:
@@ -96,8 +100,26 @@ def get_classifier(train: Dataset, val: Dataset, key: str, epochs: int = 8, seed
             return Classifier(net.eval(), acc)
         except Exception as e:  # noqa: BLE001 - a damaged cache is rebuilt, never trusted
             log.warning("classifier cache %s unusable (%s); retraining", path, e)
+    train, val = data.split(0.1, seed)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # float sums differ between thread counts; the feature space must not
+    try:
+        with torch.random.fork_rng(devices=[]):  # seeded init and order, caller's RNG untouched
+            torch.manual_seed(seed)
+            net = FeatureNet(c, h, classes)
+            clf = _train_classifier(net, train, val, epochs, seed)
+    finally:
+        torch.set_num_threads(threads)
+    sd = {k: v.contiguous() for k, v in net.state_dict().items()} | {
+        "_accuracy": torch.tensor(clf.accuracy, dtype=torch.float64)
+    }
+    write_bytes(path, save(sd))
+    log.info("trained evaluation classifier (held-out accuracy %.3f) -> %s", clf.accuracy, path)
+    return clf
+
+
+def _train_classifier(net: FeatureNet, train: Dataset, val: Dataset, epochs: int, seed: int) -> Classifier:
     g = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
     x, y = to_tensor_range(train.images), torch.from_numpy(train.labels)
     opt = torch.optim.Adam(net.parameters(), lr=2e-3)
     net.train()
@@ -115,11 +137,6 @@ def get_classifier(train: Dataset, val: Dataset, key: str, epochs: int = 8, seed
     clf = Classifier(net.eval(), 0.0)
     _, pred = clf.features_and_classes(val.images)
     clf.accuracy = float((pred == val.labels).mean())
-    sd = {k: v.contiguous() for k, v in net.state_dict().items()} | {
-        "_accuracy": torch.tensor(clf.accuracy, dtype=torch.float64)
-    }
-    write_bytes(path, save(sd))
-    log.info("trained evaluation classifier (held-out accuracy %.3f) -> %s", clf.accuracy, path)
     return clf
 
 
