@@ -159,3 +159,30 @@ def test_unlabelled_data_says_what_is_unavailable(tmp_path):
     cfg = RunConfig(ModelConfig(image_size=16), TrainConfig(data=str(tmp_path / "u.npz")))
     ev = evaluate_images(x[..., None], cfg)
     assert ev.metrics == {} and "no labels" in ev.unavailable["fd"]
+
+
+def test_prior_holes_splits_prior_precision_by_norm(trained_run, tmp_path):
+    """benchmarks/prior_holes.py (docs/precision_experiments.md): the prior's precision is the mean of
+    its five equal fifths by |z|, since precision is a per-sample test."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "prior_holes.py"), str(trained_run), "--n", "300"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "VAEGAN_CACHE": str(tmp_path / "cache")},
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr
+    precision = dict(
+        re.findall(r"^\s+(reconstruction|aggregate posterior|prior)\s+precision ([0-9.]+)\s", r.stdout, re.M)
+    )
+    assert set(precision) == {"reconstruction", "aggregate posterior", "prior"}
+    fifths = [float(v) for v in r.stdout.rsplit("tails:", 1)[1].split()]
+    assert len(fifths) == 5 and all(0.0 <= v <= 1.0 for v in fifths)
+    assert abs(np.mean(fifths) - float(precision["prior"])) < 0.003
