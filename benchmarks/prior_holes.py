@@ -52,19 +52,20 @@ def main() -> None:
             "prior": torch.randn(a.n, mu.shape[1], generator=g),
         }
         print(f"{run} ({cfg.train.mode})")
+        feats = {}
         for name, z in sources.items():
             with torch.no_grad():
                 images = np.concatenate([to_uint8(m.decoder(z[i : i + 500])) for i in range(0, len(z), 500)])
-            f_fake, _ = clf.features_and_classes(images)
-            p = prdc(f_real, f_fake)
+            feats[name], _ = clf.features_and_classes(images)
+            p = prdc(f_real, feats[name])
             print(
                 f"  {name:20s} precision {p['precision']:.3f}  recall {p['recall']:.3f}  "
-                f"fd {frechet_distance(f_real, f_fake):7.2f}"
+                f"fd {frechet_distance(f_real, feats[name]):7.2f}"
             )
-        norm = z.norm(dim=1).numpy()  # z is the prior's, the last source
+        norm = sources["prior"].norm(dim=1).numpy()
         edges = np.quantile(norm, np.linspace(0, 1, 6))
         fifths = [(norm >= lo) & (norm <= hi) for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
-        by_norm = [prdc(f_real, f_fake[sel])["precision"] for sel in fifths]
+        by_norm = [prdc(f_real, feats["prior"][sel])["precision"] for sel in fifths]
         print("  prior precision by fifth of |z|, middle to tails: " + "  ".join(f"{p:.3f}" for p in by_norm))
 
 

@@ -79,9 +79,9 @@ def run_one(job: tuple[str, int, Path, int, int]) -> str:
     cfg = RunConfig(ModelConfig(), TrainConfig(mode=mode, epochs=epochs, seed=seed))
     t = time.time()
     train(cfg, run, progress=False)
-    ev = evaluate_run(run, n=n, seed=seed).to_dict()
+    ref = reference_data(cfg)  # train() filled in the data key; one load for every evaluation below
+    ev = evaluate_run(run, n=n, seed=seed, ref=ref).to_dict()
     if mode != "gan":
-        ref = reference_data(RunConfig.load(run / "config.json"))
         evals = (
             [ev["metrics"]]
             + [  # TEMPERATURES[0] == 1.0: the evaluation above

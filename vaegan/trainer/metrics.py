@@ -91,11 +91,12 @@ def get_classifier(data: Dataset, epochs: int = 8, seed: int = 0) -> Classifier:
     classes = len(data.class_names)
     _, h, _, c = data.images.shape
     path = cache_dir() / "classifiers" / f"{data.key}-{h}px{c}c-v{CLASSIFIER_VERSION}.safetensors"
-    net = FeatureNet(c, h, classes)
     if path.exists():
         try:
             sd = load_file(path)
             acc = float(sd.pop("_accuracy").item())
+            with torch.random.fork_rng(devices=[]):  # the weights are overwritten: spend no caller RNG
+                net = FeatureNet(c, h, classes)
             net.load_state_dict(sd)
             return Classifier(net.eval(), acc)
         except Exception as e:  # noqa: BLE001 - a damaged cache is rebuilt, never trusted
