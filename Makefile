@@ -57,7 +57,8 @@ $(VENV310)/.installed: pyproject.toml
 	@test -n "$(PYTHON310)" || { echo "Python 3.10 not found: install it (pyenv install 3.10) or set PYTHON310=/path/to/python3.10"; exit 2; }
 	$(PYTHON310) -m venv $(VENV310)
 	$(VENV310)/bin/python -m pip install -q --upgrade pip
-	$(VENV310)/bin/python -m pip install -q -e ".[serve,openvino]" "pytest>=8.0" "hypothesis>=6.100" "httpx>=0.27"
+	$(VENV310)/bin/python -m pip install -q -e ".[serve,openvino]" "pytest>=8.0" "hypothesis>=6.100" "httpx>=0.27" \
+		"cuda-python>=12.6,<12.7"
 	touch $@
 
 runtime-py310: $(VENV310)/.installed fixture

@@ -148,7 +148,6 @@ def test_info_prints_the_manifest(exported):
 
 
 def test_trt_without_tensorrt_fails_cleanly_after_the_onnx(trained_run, tmp_path):
-    pytest.importorskip("numpy")
     try:
         import tensorrt  # noqa: F401
 
@@ -171,7 +170,13 @@ def test_trt_without_tensorrt_fails_cleanly_after_the_onnx(trained_run, tmp_path
     )
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
-    assert "TensorRT" in lines[-1] and "pip install tensorrt" in lines[-1] and "Traceback" not in r.stderr
+    # no GPU driver (cuda-python answers) or no cuda-python / TensorRT: either way one line saying which
+    assert "TensorRT" in lines[-1] and "Traceback" not in r.stderr
+    assert (
+        "no NVIDIA driver here" in lines[-1]
+        or "cuda-python" in lines[-1]
+        or "pip install tensorrt" in lines[-1]
+    )
     m = Manifest.load(out)  # the ONNX artifacts are written and valid
     assert (
         m.find("decoder", "fp32", "onnx") and sha256_file(out / "decoder.fp32.onnx") == m.artifacts[1].sha256

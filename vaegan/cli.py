@@ -334,9 +334,16 @@ def eval_cmd(
 @click.option(
     "--trt", is_flag=True, help="Also build TensorRT engines (needs TensorRT 10/11 and an NVIDIA GPU)."
 )
-@click.option("--openvino", is_flag=True, help="Also write OpenVINO IR (fp32, and int8 via NNCF).")
+@click.option(
+    "--openvino", is_flag=True, help="Also write OpenVINO IR (fp32, fp16, and int8 from the same QDQ ONNX)."
+)
 @click.option("--triton", is_flag=True, help="Also write a Triton model repository under ART_DIR/triton.")
-@click.option("--strict", is_flag=True, help="Fail when fp16/int8 raise FD by more than --max-fd-increase.")
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Fail when fp16/int8 raise FD by more than --max-fd-increase, or an ONNX file breaks TensorRT's "
+    "import rules (without it: a warning, and the result is recorded in manifest.json).",
+)
 @click.option(
     "--max-fd-increase",
     type=float,
@@ -405,14 +412,49 @@ def _print_manifest(m, art_dir: Path) -> None:
         f"trained {m.run.get('mode')} for {m.run.get('step')} steps on {m.run.get('data')}; "
         f"batch 1..{m.max_batch} (opt {m.opt_batch})"
     )
-    rows = [("artifact", "component", "precision", "format", "size", "parity (max err)", "sha256")]
+    from vaegan.doctor import _conformance_summary
+
+    rows = [
+        (
+            "artifact",
+            "component",
+            "precision",
+            "format",
+            "size",
+            "parity (max err)",
+            "TensorRT import",
+            "sha256",
+        )
+    ]
+    broken = []
     for a in m.artifacts:
         par = a.parity.get("max_abs_error")
         par_s = "" if par is None else f"{par:.3g} {a.parity.get('unit', '')} vs {a.parity.get('vs')}"
+        trt = ""
+        if a.conformance:
+            trt = "conforms" if a.conformance["ok"] else f"{len(a.conformance['violations'])} violation(s)"
+            if not a.conformance["ok"]:
+                broken.append(f"  {a.path}: {_conformance_summary(a.conformance)}")
+        elif a.format == "onnx":
+            trt = "not checked"
         rows.append(
-            (a.path, a.component, a.precision, a.format, f"{a.bytes / 1024:.0f} KiB", par_s, a.sha256[:12])
+            (
+                a.path,
+                a.component,
+                a.precision,
+                a.format,
+                f"{a.bytes / 1024:.0f} KiB",
+                par_s,
+                trt,
+                a.sha256[:12],
+            )
         )
     _table(rows)
+    if broken:
+        click.echo(
+            "\nBreaks TensorRT's ONNX import rules (vaegan.export.conformance; `vaegan engines` refuses these):"
+        )
+        click.echo("\n".join(broken))
     if m.quality:
         click.echo("")
         rows = [("precision", "fd", "d_fd", "precision", "recall", "coverage", "class_kl", "px err mean/max")]
@@ -705,6 +747,9 @@ def bench(
     )
     result = B.run_bench(art_dir, cfg, run_dir=run_dir, progress=True)
     click.echo(B.table(result))
+    for r in result["rows"]:
+        if r["note"]:
+            click.echo(f"flagged {r['engine']} {r['precision']} {r['component']} b{r['batch']}: {r['note']}")
     for k, v in result["ratios"].items():
         click.echo(f"{k}: {v:.3f}")
     for k, why in result["skipped"].items():

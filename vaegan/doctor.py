@@ -33,6 +33,7 @@ class ArtifactCheck:
     loadable: bool
     reason: str = ""
     fix: str = ""
+    tensorrt_import: str = ""  # ONNX only: "conforms" or the first broken rule (recorded at export)
 
 
 @dataclass
@@ -122,8 +123,9 @@ def machine_checks() -> list[Check]:
                 "tensorrt",
                 False,
                 "not installed",
-                "x86 + NVIDIA GPU: pip install tensorrt cuda-python; Jetson: use JetPack 6's TensorRT in a "
-                "venv made with --system-site-packages",
+                "x86 + NVIDIA GPU: pip install tensorrt-cu12 (CUDA 12 driver) or tensorrt-cu13 (CUDA 13 driver; "
+                "what a bare `pip install tensorrt` resolves to) with the same cuda-python major; Jetson: "
+                "JetPack 6's TensorRT 10.3 in a venv made with --system-site-packages",
             )
         )
     cuda = importlib.util.find_spec("cuda") is not None
@@ -132,13 +134,28 @@ def machine_checks() -> list[Check]:
             "cuda-python",
             cuda,
             _version("cuda-python") or ("installed" if cuda else "not installed"),
-            "" if cuda else "TensorRT engines need cuda-python: pip install cuda-python",
+            ""
+            if cuda
+            else "TensorRT engines need cuda-python: pip install 'cuda-python>=12.6,<13' on JetPack 6 "
+            "(CUDA 12.6); elsewhere the major of the driver's CUDA",
         )
     )
     if cuda:
-        try:
-            from vaegan.runtime.backends.tensorrt import gpu_tag
+        from vaegan.runtime.backends.tensorrt import cuda_versions, gpu_tag
 
+        try:
+            v = cuda_versions()
+            out.append(
+                Check(
+                    "cuda versions",
+                    not v["mismatch"],
+                    f"driver {v['driver']}, runtime {v['runtime']} (cuda-python's)",
+                    v["mismatch"],
+                )
+            )
+        except VaeganError as e:
+            out.append(Check("cuda versions", False, str(e), "check the NVIDIA driver (nvidia-smi)"))
+        try:
             tag = gpu_tag()
             out.append(Check("gpu", True, f"{tag['gpu']} (compute capability {tag['compute_capability']})"))
         except VaeganError as e:
@@ -159,6 +176,8 @@ def check_artifacts(art_dir: Path) -> tuple[list[ArtifactCheck], list[str]]:
     checks, usable = [], []
     for a in m.artifacts:
         c = ArtifactCheck(a.path, a.component, a.precision, a.format, False)
+        if a.conformance:
+            c.tensorrt_import = _conformance_summary(a.conformance)
         try:
             path = verify(art_dir, a)
             runner = load_runner(fmt_backend[a.format], path, a, None, 1)
@@ -176,11 +195,21 @@ def check_artifacts(art_dir: Path) -> tuple[list[ArtifactCheck], list[str]]:
     return checks, sorted(set(usable))
 
 
+def _conformance_summary(result: dict) -> str:
+    """One phrase for a manifest's conformance record: "conforms", or the first rule broken."""
+    if result.get("ok"):
+        return "conforms"
+    v = result["violations"]
+    return f"node {v[0]['node']!r} ({v[0]['op']}): {v[0]['message']}" + (
+        f" (+{len(v) - 1} more)" if len(v) > 1 else ""
+    )
+
+
 def _fix_for(fmt: str, reason: str) -> str:
     if "sha256" in reason or "missing" in reason:
         return "re-export the artifacts with `vaegan export RUN --out ART_DIR`"
     if fmt == "tensorrt":
-        return "rebuild the engines on this device: `vaegan export RUN --out ART_DIR --trt`"
+        return "rebuild the engines on this device: `vaegan engines ART_DIR`"
     if fmt == "openvino":
         return "pip install 'vaegan[openvino]'"
     return "pip install onnxruntime"
@@ -210,6 +239,8 @@ def format_report(r: Report) -> str:
         for a in r.artifacts:
             mark = "ok " if a.loadable else "no "
             line = f"  {mark}{a.path:<32} {a.component:<8} {a.precision:<5} {a.format}"
+            if a.tensorrt_import:
+                line += f"  (TensorRT import: {a.tensorrt_import})"
             if not a.loadable:
                 line += f"\n       why: {a.reason}\n       fix: {a.fix}"
             lines.append(line)

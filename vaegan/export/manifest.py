@@ -38,6 +38,9 @@ class Artifact:
     outputs: list[TensorSpec]
     parity: dict[str, Any] = field(default_factory=dict)  # vs the torch model (fp32) or vs fp32 (others)
     notes: dict[str, Any] = field(default_factory=dict)  # fp32-kept nodes, calibration, engine tags
+    conformance: dict[str, Any] = field(
+        default_factory=dict
+    )  # ONNX only: TensorRT import rules (ok, violations)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Artifact:
@@ -151,7 +154,6 @@ def tool_versions() -> dict[str, str]:
         "onnxruntime-gpu",
         "onnxconverter-common",
         "openvino",
-        "nncf",
         "tensorrt",
         "tritonclient",
     ):

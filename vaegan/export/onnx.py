@@ -34,7 +34,8 @@ class EncoderGraph(nn.Module):
         self.encoder = encoder
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = images.permute(0, 3, 1, 2).to(torch.float32) / 127.5 - 1.0
+        # Cast first: TensorRT takes uint8 only as a graph input read by a Cast (vaegan.export.conformance)
+        x = images.to(torch.float32).permute(0, 3, 1, 2) / 127.5 - 1.0
         return self.encoder(x)
 
 
@@ -45,7 +46,8 @@ class DecoderGraph(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         x = self.decoder(z)
-        return ((x + 1.0) * 127.5).round().clamp(0.0, 255.0).to(torch.uint8).permute(0, 2, 3, 1)
+        # Cast last: TensorRT takes uint8 only as a graph output written by a Cast
+        return ((x + 1.0) * 127.5).round().clamp(0.0, 255.0).permute(0, 2, 3, 1).to(torch.uint8)
 
 
 IO_NAMES = {"encoder": (["images"], ["mu", "logvar"]), "decoder": (["z"], ["images"])}

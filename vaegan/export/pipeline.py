@@ -21,6 +21,7 @@ from vaegan import __version__
 from vaegan.errors import ArtifactError, ExportError
 from vaegan.export import onnx as onnx_export
 from vaegan.export import precision as prec
+from vaegan.export.conformance import check_file
 from vaegan.export.manifest import MANIFEST, Artifact, Manifest, TensorSpec, sha256_file, tool_versions
 from vaegan.trainer import checkpoint as ckpt
 
@@ -94,6 +95,7 @@ def _artifact(
     specs_from: Path,
 ) -> Artifact:
     ins, outs = onnx_export.tensor_specs(specs_from)
+    conformance = check_file(path).to_dict() if fmt == "onnx" else {}
     return Artifact(
         path=str(path.relative_to(root)),
         component=component,
@@ -105,7 +107,29 @@ def _artifact(
         outputs=[TensorSpec(**t) for t in outs],
         parity=parity,
         notes=notes,
+        conformance=conformance,
     )
+
+
+def _check_conformance(artifacts: list[Artifact], strict: bool) -> None:
+    """Every ONNX file against TensorRT's import rules: a warning, or with --strict an error."""
+    for a in artifacts:
+        if a.conformance and not a.conformance["ok"]:
+            first = a.conformance["violations"][0]
+            msg = (
+                f"{a.path} would not import into TensorRT: node {first['node']!r} ({first['op']}): "
+                f"{first['message']} [{first['rule']}]"
+                + (
+                    f" and {len(a.conformance['violations']) - 1} more"
+                    if len(a.conformance["violations"]) > 1
+                    else ""
+                )
+            )
+            if strict:
+                raise ExportError(
+                    msg + "; `vaegan info` lists every violation once exported without --strict"
+                )
+            log.warning("warning: %s", msg)
 
 
 def _compare_uint8(a: np.ndarray, b: np.ndarray) -> dict:
@@ -270,9 +294,9 @@ def _export_into(root: Path, cfg, m, opts: ExportOptions, run_dir: Path) -> Mani
                     decoded["openvino-fp16"] = ov_export.run_ir(xml16, z_eval, "fp16")[0]
             if "int8" in opts.precisions:
                 xml8 = root / "openvino" / f"{comp}.int8.xml"
-                log.info("quantizing %s with NNCF", xml8.relative_to(root))
-                data = next(iter(calib[comp].values()))
-                ov_export.quantize_ir(paths[(comp, "fp32")], xml8, data)
+                src8 = paths[(comp, "int8")]
+                log.info("converting %s from %s (the same QDQ scales)", xml8.relative_to(root), src8.name)
+                ov_export.export_ir(src8, xml8)
                 artifacts.append(
                     _ir_artifact(
                         root,
@@ -280,7 +304,7 @@ def _export_into(root: Path, cfg, m, opts: ExportOptions, run_dir: Path) -> Mani
                         comp,
                         "int8",
                         paths[(comp, "fp32")],
-                        {"quantizer": "nncf", "samples": len(data)},
+                        {"from": src8.name, "quantizer": "onnxruntime QDQ, shared with the ONNX int8"},
                         ir_parity(xml8, comp, "int8"),
                     )
                 )
@@ -313,6 +337,8 @@ def _export_into(root: Path, cfg, m, opts: ExportOptions, run_dir: Path) -> Mani
                         raise ExportError(msg + "; drop --strict to keep it, or try --calib-method entropy")
                     log.warning("warning: %s", msg)
         quality[p] = q
+
+    _check_conformance(artifacts, opts.strict)
 
     # -- Triton model repository
     if opts.triton:

@@ -5,7 +5,8 @@ grey level needs more than fp16's 11 bits near 255), and an overflow guard runs 
 calibration inputs and keeps every node in fp32 whose output is inf/NaN or far from fp32's.
 
 INT8: ONNX Runtime static quantization in the QDQ form TensorRT's explicit quantization accepts:
-symmetric int8 activations and weights, per-channel weights, bias left in float.
+symmetric int8 activations and weights (7-bit range, see `quantize_int8`), per-channel weights,
+bias left in float. The same file feeds ONNX Runtime, OpenVINO and TensorRT.
 """
 
 from __future__ import annotations
@@ -147,6 +148,12 @@ def quantize_int8(
                 activation_type=QuantType.QInt8,
                 weight_type=QuantType.QInt8,
                 per_channel=True,
+                # 7-bit weights: x86 CPUs without VNNI (AVX2 only) multiply u8 x s8 with VPMADDUBSW,
+                # which saturates at int16; ONNX Runtime and OpenVINO then both miss the graph's own
+                # arithmetic (measured: 3.3 grey levels mean error against 0.9 for the exact QDQ math).
+                # With weights in [-64, 63] no pair can saturate, every engine computes what the Q/DQ
+                # nodes say (0.94), and TensorRT still sees plain symmetric int8.
+                reduce_range=True,
                 calibrate_method=methods[method],
                 nodes_to_exclude=exclude,
                 op_types_to_quantize=["Conv", "Gemm", "MatMul", "Resize", "LeakyRelu", "Relu"],

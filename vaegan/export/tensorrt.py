@@ -13,23 +13,47 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vaegan.errors import BackendUnavailable, ExportError
-from vaegan.export.manifest import Artifact, Manifest, sha256_file, tool_versions
+from vaegan.export.manifest import Artifact, Manifest, sha256_file, tool_versions, verify
 from vaegan.runtime.backends.tensorrt import gpu_tag
 
 log = logging.getLogger(__name__)
 
 
 def require_tensorrt():
-    """(tensorrt module, GPU tag dict) or BackendUnavailable saying what to install or where to run."""
+    """(tensorrt module, GPU tag dict) or BackendUnavailable saying what to install or where to run.
+
+    The GPU and its driver are asked first: without them nothing else matters, and cuda-python
+    imports and answers on a machine with no driver, so that answer is tested for real in CI."""
+    tag = gpu_tag()
     try:
         import tensorrt as trt
     except ImportError as e:
         raise BackendUnavailable(
-            "TensorRT engines need TensorRT 10 or 11 and an NVIDIA GPU: pip install tensorrt cuda-python on an "
-            "x86 GPU box, or use JetPack 6's system TensorRT on a Jetson (docs/deploying.md); the ONNX artifacts "
-            "are ready"
+            "TensorRT engines need TensorRT 10 or 11: on a Jetson use JetPack 6's TensorRT 10.3 (a venv made "
+            "with --system-site-packages); on x86 pip install tensorrt-cu12 or tensorrt-cu13 to match the "
+            "driver's CUDA (docs/deploying.md); the ONNX artifacts are ready"
         ) from e
-    return trt, gpu_tag()
+    return trt, tag
+
+
+def check_conformance(art_dir: Path, artifact: Artifact) -> None:
+    """Refuse an ONNX file that breaks TensorRT's import rules before TensorRT sees it.
+
+    The file is checked again here when `onnx` is installed (it is sha256-verified first, so it is
+    the file the manifest describes); without `onnx` the export's recorded result is used."""
+    path = verify(art_dir, artifact)
+    try:
+        from vaegan.export.conformance import check_file
+    except ImportError:
+        result = artifact.conformance
+    else:
+        result = check_file(path).to_dict()
+    if result and not result["ok"]:
+        v = result["violations"][0]
+        raise ExportError(
+            f"{artifact.path} breaks TensorRT's ONNX import rules: node {v['node']!r} ({v['op']}): {v['message']} "
+            f"[{v['rule']}]; re-export it with this vaegan (`vaegan export RUN --out ART_DIR`)"
+        )
 
 
 @dataclass
@@ -84,10 +108,13 @@ def build_engine(spec: EngineSpec) -> dict:
 def build_engines(out: Path, manifest: Manifest, opt_batch: int, max_batch: int) -> Manifest:
     """Engines for every ONNX artifact of an artifact dir, added to its manifest. Torch-free, so it runs
     on the device that will use the engines. Raises BackendUnavailable without TensorRT or a GPU."""
+    onnx_artifacts = [a for a in manifest.artifacts if a.format == "onnx"]
+    for a in onnx_artifacts:
+        check_conformance(out, a)
     require_tensorrt()
     cache = out / "tensorrt" / "timing.cache"
     manifest.artifacts = [a for a in manifest.artifacts if a.format != "tensorrt"]  # rebuilt, not appended
-    for a in [a for a in manifest.artifacts if a.format == "onnx"]:
+    for a in onnx_artifacts:
         engine = out / "tensorrt" / f"{a.component}.{a.precision}.plan"
         engine.parent.mkdir(exist_ok=True)
         spec = EngineSpec(

@@ -18,13 +18,39 @@ from vaegan.runtime.backends import Runner, RunnerInfo
 
 def _cudart():
     try:
-        from cuda.bindings import runtime as cudart
+        from cuda.bindings import runtime as cudart  # cuda-python >= 12.8
     except ImportError:
         try:
-            from cuda import cudart
+            from cuda import cudart  # cuda-python 12.6 (JetPack 6's CUDA)
         except ImportError as e:
-            raise BackendUnavailable("TensorRT engines need cuda-python: pip install cuda-python") from e
+            raise BackendUnavailable(
+                "TensorRT engines need cuda-python: pip install 'cuda-python>=12.6,<13' on JetPack 6 "
+                "(CUDA 12.6), or the cuda-python major that matches the driver's CUDA elsewhere "
+                "(docs/deploying.md)"
+            ) from e
     return cudart
+
+
+NO_DRIVER = (
+    "no NVIDIA driver here ({why}): TensorRT engines need an NVIDIA GPU with its driver (nvidia-smi "
+    "lists it; on a Jetson, JetPack 6 brings it); CPU backends still run"
+)
+
+
+def _call(fn, *args):
+    """One cuda-python runtime call as (error code, values...), with every way it reports a missing
+    driver turned into BackendUnavailable.
+
+    cuda-python 12.6 raises RuntimeError("Failed to dlopen libcuda.so.1") from cudaGetDeviceCount and
+    RuntimeError('Function "cuDriverGetVersion" not found') from cudaDriverGetVersion when there is no
+    driver; 13.x returns cudaErrorInsufficientDriver (35) or cudaErrorNoDevice (100) instead. Both were
+    observed on a machine with no NVIDIA driver (tests/test_cuda_python.py runs them there).
+    """
+    try:
+        result = fn(*args)
+    except RuntimeError as e:  # cuda-python's lazy loader: no libcuda.so.1 or an old one
+        raise BackendUnavailable(NO_DRIVER.format(why=e)) from e
+    return result if isinstance(result, tuple) else (result,)
 
 
 def _check(result):
@@ -34,13 +60,45 @@ def _check(result):
     return rest[0] if len(rest) == 1 else rest
 
 
+def _version(v: int) -> str:
+    return f"{v // 1000}.{v % 1000 // 10}" if v else "none"
+
+
+def cuda_versions() -> dict:
+    """CUDA driver and runtime versions as cuda-python sees them, e.g. {"driver": "12.6", "runtime":
+    "12.6", "mismatch": ""}. A driver older than the runtime cuda-python brings cannot run it
+    (CUDA's minor-version compatibility holds within one major only), which is what happens when pip
+    resolves cuda-python 13 on JetPack 6's CUDA 12.6 driver."""
+    cudart = _cudart()
+    _, runtime = _call(cudart.cudaRuntimeGetVersion)
+    try:
+        err, driver = _call(cudart.cudaDriverGetVersion)
+        driver = int(driver or 0) if int(err) == 0 else 0
+    except BackendUnavailable:
+        driver = 0
+    runtime = int(runtime or 0)
+    mismatch = ""
+    if not driver:
+        mismatch = "no NVIDIA driver found: install it (nvidia-smi lists the GPU) to use TensorRT or CUDA"
+    elif driver // 1000 < runtime // 1000:
+        mismatch = (
+            f"the driver supports CUDA {_version(driver)} but cuda-python brings CUDA {_version(runtime)}: "
+            f"pip install 'cuda-python>={driver // 1000},<{driver // 1000 + 1}' (or update the driver)"
+        )
+    return {"driver": _version(driver), "runtime": _version(runtime), "mismatch": mismatch}
+
+
 def gpu_tag() -> dict:
     """Name and compute capability of GPU 0, through cuda-python's runtime API."""
     cudart = _cudart()
-    err, count = cudart.cudaGetDeviceCount()
-    if int(err) != 0 or count < 1:
+    err, *count = _call(cudart.cudaGetDeviceCount)
+    if int(err) != 0 or not count or not count[0]:
+        name = getattr(err, "name", str(err))
+        if name in ("cudaErrorInsufficientDriver", "cudaErrorNoDevice") or int(err) in (35, 100):
+            raise BackendUnavailable(NO_DRIVER.format(why=name))
         raise BackendUnavailable(
-            "no CUDA GPU is visible: build and run TensorRT engines on the device itself"
+            f"no CUDA GPU is visible ({name}): check CUDA_VISIBLE_DEVICES and nvidia-smi; TensorRT engines "
+            "are built and run on the GPU itself"
         )
     prop = _check(cudart.cudaGetDeviceProperties(0))
     name = prop.name.decode(errors="replace") if isinstance(prop.name, bytes) else str(prop.name)
@@ -73,20 +131,19 @@ class TensorRTRunner(Runner):
             import tensorrt as trt
         except ImportError as e:
             raise BackendUnavailable(
-                "TensorRT is not installed: use JetPack's TensorRT or pip install tensorrt"
+                "TensorRT is not installed: use JetPack 6's TensorRT (a venv made with --system-site-packages), "
+                "or pip install tensorrt-cu12 / tensorrt-cu13 to match the driver (docs/deploying.md)"
             ) from e
         why = engine_mismatch(artifact.notes.get("engine", {}))
         if why:
-            raise ArtifactError(
-                f"{path.name} {why}: rebuild it on this device with `vaegan export RUN --trt`"
-            )
+            raise ArtifactError(f"{path.name} {why}: rebuild it on this device with `vaegan engines ART_DIR`")
         self.cudart = cudart = _cudart()
         self.trt = trt
         self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self.engine = self.runtime.deserialize_cuda_engine(path.read_bytes())
         if self.engine is None:
             raise ArtifactError(
-                f"TensorRT could not deserialize {path}: rebuild it with `vaegan export RUN --trt`"
+                f"TensorRT could not deserialize {path}: rebuild it on this device with `vaegan engines ART_DIR`"
             )
         self.context = self.engine.create_execution_context()
         self.stream = _check(cudart.cudaStreamCreate())
