@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from vaegan.config import ModelConfig, RunConfig, TrainConfig  # noqa: E402
-from vaegan.io import write_json  # noqa: E402
-from vaegan.runtime.images import save_grid  # noqa: E402
+from vaegan.core.images import save_grid  # noqa: E402
+from vaegan.core.io import write_json  # noqa: E402
 from vaegan.trainer.checkpoint import load_model  # noqa: E402
 from vaegan.trainer.data import to_uint8  # noqa: E402
 from vaegan.trainer.evaluate import evaluate_run, reference_data  # noqa: E402

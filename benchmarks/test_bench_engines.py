@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vaegan.export.manifest import Manifest
+from vaegan.core.manifest import Manifest
 
 BATCHES = [1, 8, 64]
 
 
 def _sampler(art_dir, backend, precision):
-    from vaegan.errors import BackendUnavailable
+    from vaegan.core.errors import BackendUnavailable
     from vaegan.runtime import Sampler
 
     try:

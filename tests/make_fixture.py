@@ -19,8 +19,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vaegan.config import ModelConfig, RunConfig, TrainConfig  # noqa: E402
+from vaegan.core.io import atomic_write  # noqa: E402
 from vaegan.export.pipeline import ExportOptions, export_run  # noqa: E402
-from vaegan.io import atomic_write  # noqa: E402
 from vaegan.trainer.checkpoint import load_model  # noqa: E402
 from vaegan.trainer.data import to_uint8  # noqa: E402
 from vaegan.trainer.loop import train  # noqa: E402

@@ -10,8 +10,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from tests.conftest import run_cli
+from vaegan.core.manifest import Manifest, sha256_file
 from vaegan.export.conformance import check_file, check_model
-from vaegan.export.manifest import Manifest, sha256_file
 
 
 def _model(nodes, inputs, outputs, inits=(), opset=18):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vaegan.errors import DataError
+from vaegan.core.errors import DataError
 from vaegan.trainer.data import load_dataset
 
 

@@ -10,8 +10,8 @@ import onnx
 import pytest
 
 from tests.conftest import run_cli
-from vaegan.errors import CheckpointError, ExportError
-from vaegan.export.manifest import Manifest, sha256_file
+from vaegan.core.errors import CheckpointError, ExportError
+from vaegan.core.manifest import Manifest, sha256_file
 from vaegan.export.pipeline import ExportOptions, export_run
 
 

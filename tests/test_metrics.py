@@ -132,7 +132,7 @@ def test_eval_cli_on_a_run(trained_run, tmp_path):
 def test_eval_temperature_scales_the_prior_latents(trained_run, tmp_path, monkeypatch):
     from tests.conftest import run_cli
     from vaegan.config import RunConfig
-    from vaegan.errors import ConfigError
+    from vaegan.core.errors import ConfigError
     from vaegan.trainer.evaluate import evaluate_run, reference_data
 
     monkeypatch.setenv("VAEGAN_CACHE", str(tmp_path / "cache"))

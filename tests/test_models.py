@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from vaegan.config import ModelConfig
-from vaegan.errors import ConfigError
+from vaegan.core.errors import ConfigError
 from vaegan.trainer.models import build_models
 
 

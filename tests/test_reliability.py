@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import ROOT, TINY, run_cli
 from tests.runtime.reliability import record
-from vaegan.io import read_jsonl
+from vaegan.core.io import read_jsonl
 from vaegan.trainer.checkpoint import load_model, load_state
 
 STEPS = 80

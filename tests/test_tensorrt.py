@@ -5,7 +5,7 @@ import shutil
 import numpy as np
 import pytest
 
-from vaegan.errors import BackendUnavailable
+from vaegan.core.errors import BackendUnavailable
 
 
 def _require_trt():
@@ -21,7 +21,7 @@ def _require_trt():
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 def test_engines_build_load_and_match_onnx_runtime(art_dir, tmp_path, precision):
     _require_trt()
-    from vaegan.export.manifest import Manifest
+    from vaegan.core.manifest import Manifest
     from vaegan.export.tensorrt import build_engines
     from vaegan.runtime import Sampler
 

@@ -13,8 +13,8 @@ import torch
 from safetensors.torch import load_file
 
 from tests.conftest import ROOT, TINY, run_cli, tiny_run_config
-from vaegan.errors import CheckpointError, TrainingDiverged
-from vaegan.io import read_jsonl
+from vaegan.core.errors import CheckpointError, TrainingDiverged
+from vaegan.core.io import read_jsonl
 from vaegan.trainer.checkpoint import load_model, load_state
 from vaegan.trainer.loop import stage_at, train
 

@@ -21,10 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from vaegan.export.manifest import Manifest, verify
+from vaegan.core.errors import BackendUnavailable
+from vaegan.core.manifest import Artifact, Manifest, verify
+from vaegan.runtime.backends import Runner, RunnerInfo
 
 BENCH_SCHEMA = 1
-ENGINES = ("vaegan-ort", "vaegan-openvino", "vaegan-tensorrt", "ort-raw", "openvino-default", "torch-eager")
 
 
 @dataclass
@@ -196,29 +197,112 @@ def _compute_kind(precision: str, ov_hint: str = "") -> str:
     return "fp16" if "f16" in hint or "float16" in hint else "fp32"
 
 
-def _make_engine(engine: str, art_dir: Path, m: Manifest, precision: str, component: str, threads: int):
-    """(callable taking the input batch, the precision it computes in), or why the engine is skipped.
+class SamplerRunner(Runner):
+    """vaegan's own runtime on one backend: Sampler.decode/encode, input checks and chunking included."""
+
+    def __init__(self, sampler: Any, component: str):
+        self.sampler, self.component = sampler, component
+        self.info = RunnerInfo(**sampler.backend_info[component])
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        out = self.sampler.decode(x) if self.component == "decoder" else self.sampler.encode(x)
+        return list(out) if isinstance(out, tuple) else [out]
+
+    def close(self) -> None:
+        self.sampler.close()
+
+
+class RawOrtRunner(Runner):
+    """The peer: an ONNX Runtime session with its default options, as most people run a model."""
+
+    def __init__(self, path: Path, artifact: Artifact):
+        import onnxruntime as ort
+
+        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+        self.info = RunnerInfo("ort-raw", "CPUExecutionProvider", artifact.precision, artifact.path)
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(None, {self.input_name: x})
+
+
+class OpenVinoDefaultRunner(Runner):
+    """The peer: OpenVINO's CPU plugin with its own defaults (bf16 for fp32 IR where the CPU has it)."""
+
+    def __init__(self, path: Path, artifact: Artifact):
+        from vaegan.runtime.backends.openvino import openvino_module
+
+        compiled = openvino_module().Core().compile_model(str(path), "CPU")
+        self.request = compiled.create_infer_request()
+        hint = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
+        self.info = RunnerInfo("openvino-default", "CPU", artifact.precision, artifact.path, {"hint": hint})
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        return list(self.request.infer({0: x}).values())
+
+
+class TorchEagerRunner(Runner):
+    """The peer: the trained fp32 model in PyTorch eager mode, wrapped in the exported graph's I/O."""
+
+    def __init__(self, run_dir: Path, component: str, threads: int):
+        import torch
+
+        from vaegan.export.onnx import DecoderGraph, EncoderGraph
+        from vaegan.trainer.checkpoint import load_model
+
+        if threads:
+            torch.set_num_threads(threads)
+        _, model = load_model(run_dir)
+        self.graph = DecoderGraph(model.decoder) if component == "decoder" else EncoderGraph(model.encoder)
+        self.info = RunnerInfo("torch-eager", "cpu", "fp32", str(run_dir))
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        import torch
+
+        with torch.inference_mode():
+            out = self.graph(torch.from_numpy(x))
+        return [t.numpy() for t in (out if isinstance(out, tuple) else (out,))]
+
+
+# the registry of engines bench compares: engine -> the artifact format it runs ("" = the run dir)
+ENGINE_FORMATS = {
+    "vaegan-ort": "onnx",
+    "vaegan-openvino": "openvino",
+    "vaegan-tensorrt": "tensorrt",
+    "ort-raw": "onnx",
+    "openvino-default": "openvino",
+    "torch-eager": "",
+}
+ENGINES = tuple(ENGINE_FORMATS)
+
+
+def make_runner(
+    engine: str, art_dir: Path, m: Manifest, precision: str, component: str, threads: int
+) -> tuple[Runner, str] | str:
+    """(runner, the precision it computes in), or why the engine is skipped.
 
     The compute precision is what the row's peak fraction is measured against: ONNX Runtime's CPU
     kernels run fp16 models in fp32; OpenVINO reports its own choice (bf16 for fp32 IR by default
     on CPUs that have it).
     """
-    kind = _compute_kind(precision)
-    fmt = {"vaegan-openvino": "openvino", "openvino-default": "openvino", "vaegan-tensorrt": "tensorrt"}.get(
-        engine, "onnx"
-    )
-    art = m.find(component, precision, fmt)
-    if engine == "torch-eager":
-        fn = _torch_engine(m, precision, component, threads)
-        return fn if isinstance(fn, str) else (fn, kind)
-    if art is None:
-        return f"no {precision} {fmt} {component} in the artifact dir"
-    path = verify(art_dir, art)
-    if engine.startswith("vaegan-"):
-        from vaegan.errors import BackendUnavailable
-        from vaegan.runtime import Sampler
+    fmt = ENGINE_FORMATS[engine]
+    try:
+        if engine == "torch-eager":
+            if importlib.util.find_spec("torch") is None:
+                return "torch is not installed"
+            if precision != "fp32":
+                return "PyTorch eager runs the fp32 model only"
+            run = Path(m.run.get("path", ""))
+            if not (run / "model.safetensors").exists():
+                return f"the run dir {run} is not here (pass --run-dir)"
+            return TorchEagerRunner(run, component, threads), "fp32"
+        art = m.find(component, precision, fmt)
+        if art is None:
+            return f"no {precision} {fmt} {component} in the artifact dir"
+        path = verify(art_dir, art)
+        if engine.startswith("vaegan-"):
+            from vaegan.runtime import Sampler
 
-        try:
             s = Sampler.load(
                 art_dir,
                 backend=engine.removeprefix("vaegan-"),
@@ -226,51 +310,14 @@ def _make_engine(engine: str, art_dir: Path, m: Manifest, precision: str, compon
                 threads=threads,
                 max_n=10**6,
             )
-        except BackendUnavailable as e:
-            return str(e)
-        hint = s.backend_info[component]["details"].get("INFERENCE_PRECISION_HINT", "")
-        return (s.decode if component == "decoder" else s.encode), _compute_kind(precision, hint)
-    if engine == "ort-raw":
-        import onnxruntime as ort
-
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        name = sess.get_inputs()[0].name
-        return (lambda x: sess.run(None, {name: x})), kind
-    if engine == "openvino-default":
-        if importlib.util.find_spec("openvino") is None:
-            return "OpenVINO is not installed"
-        import openvino as ov
-
-        compiled = ov.Core().compile_model(str(path), "CPU")  # OpenVINO's own defaults
-        req = compiled.create_infer_request()
-        hint = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
-        return (lambda x: req.infer({0: x})), _compute_kind(precision, hint)
-    raise ValueError(engine)
-
-
-def _torch_engine(m: Manifest, precision: str, component: str, threads: int):
-    if importlib.util.find_spec("torch") is None:
-        return "torch is not installed"
-    if precision != "fp32":
-        return "PyTorch eager runs the fp32 model only"
-    run = Path(m.run.get("path", ""))
-    if not (run / "model.safetensors").exists():
-        return f"the run dir {run} is not here (pass --run-dir)"
-    import torch
-
-    from vaegan.export.onnx import DecoderGraph, EncoderGraph
-    from vaegan.trainer.checkpoint import load_model
-
-    if threads:
-        torch.set_num_threads(threads)
-    _, model = load_model(run)
-    graph = DecoderGraph(model.decoder) if component == "decoder" else EncoderGraph(model.encoder)
-
-    def call(x):
-        with torch.inference_mode():
-            return graph(torch.from_numpy(x))
-
-    return call
+            runner: Runner = SamplerRunner(s, component)
+            return runner, _compute_kind(precision, runner.info.details.get("INFERENCE_PRECISION_HINT", ""))
+        if engine == "ort-raw":
+            return RawOrtRunner(path, art), _compute_kind(precision)
+        runner = OpenVinoDefaultRunner(path, art)
+        return runner, _compute_kind(precision, runner.info.details["hint"])
+    except BackendUnavailable as e:
+        return str(e)
 
 
 def run_bench(
@@ -309,7 +356,7 @@ def run_bench(
             peak_runs.append(measure_peak(seconds=0.6, trials=3))
         engines = {}
         for engine in cfg.engines:
-            made = _make_engine(engine, art_dir, m, precision, comp, cfg.threads)
+            made = make_runner(engine, art_dir, m, precision, comp, cfg.threads)
             if isinstance(made, str):
                 skipped[f"{engine}/{precision}/{comp}"] = made
                 if bar:
@@ -322,11 +369,11 @@ def run_bench(
             # Engines take turns in rounds, so that a slow minute on a noisy machine hits them all;
             # each turn warms up first, which also lets the previous engine's spinning threads settle.
             for _ in range(cfg.rounds):
-                for engine, (fn, _) in engines.items():
+                for engine, (runner, _) in engines.items():
                     if bar:
                         bar.set_description(f"{engine} {precision} {comp} b{b}")
                     lats[engine] += time_fn(
-                        lambda fn=fn, x=x: fn(x),
+                        lambda runner=runner, x=x: runner.run(x),
                         cfg.warmup,
                         -(-cfg.iters // cfg.rounds),
                         cfg.seconds / cfg.rounds,
@@ -335,9 +382,8 @@ def run_bench(
                         bar.update(1)
             for engine, (_, compute) in engines.items():
                 rows.append(_row(engine, precision, comp, b, lats[engine], flops[comp], compute))
-        for fn, _ in engines.values():
-            if hasattr(fn, "__self__") and hasattr(fn.__self__, "close"):
-                fn.__self__.close()
+        for runner, _ in engines.values():
+            runner.close()
     if bar:
         bar.close()
     peak: dict[str, dict[str, float]] = {}
@@ -532,10 +578,9 @@ def table(result: dict[str, Any]) -> str:
                 frac,
             )
         )
-    widths = [max(len(row[i]) for row in lines) for i in range(len(head))]
-    text = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in lines]
-    text.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(text)
+    from vaegan.core.text import text_table
+
+    return text_table(lines)
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -604,7 +649,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    from vaegan.io import atomic_write
+    from vaegan.core.io import atomic_write
 
     with atomic_write(path) as f:
         fig.savefig(f, format="png", dpi=110)
@@ -612,7 +657,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
 
 def write_json(result: dict[str, Any], path: Path) -> None:
-    from vaegan.io import write_json as _w
+    from vaegan.core.io import write_json as _w
 
     _w(path, result)
 

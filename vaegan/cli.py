@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from vaegan import __version__
-from vaegan.errors import VaeganError
+from vaegan.core.errors import VaeganError
 
 
 def _fail(msg: str) -> None:
@@ -273,7 +273,7 @@ def eval_cmd(
     import numpy as np
 
     from vaegan.config import RunConfig
-    from vaegan.io import write_json
+    from vaegan.core.io import write_json
     from vaegan.trainer.evaluate import evaluate_images, evaluate_run
 
     if images is not None:
@@ -380,7 +380,7 @@ def engines(art_dir: Path, max_batch: int | None, opt_batch: int | None) -> None
 
     Engines do not move between GPUs or TensorRT versions: run this on the Jetson or GPU box itself.
     """
-    from vaegan.export.manifest import Manifest
+    from vaegan.core.manifest import Manifest
     from vaegan.export.tensorrt import build_engines
 
     m = Manifest.load(art_dir)
@@ -396,7 +396,7 @@ def engines(art_dir: Path, max_batch: int | None, opt_batch: int | None) -> None
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 def info(art_dir: Path, as_json: bool) -> None:
     """Show an artifact dir's manifest: artifacts, parity, quality per precision, tool versions."""
-    from vaegan.export.manifest import Manifest
+    from vaegan.core.manifest import Manifest
 
     m = Manifest.load(art_dir)
     if as_json:
@@ -475,11 +475,9 @@ def _print_manifest(m, art_dir: Path) -> None:
 
 
 def _table(rows: list[tuple]) -> None:
-    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-    for j, r in enumerate(rows):
-        click.echo("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-        if j == 0:
-            click.echo("  ".join("-" * w for w in widths))
+    from vaegan.core.text import text_table
+
+    click.echo(text_table(rows))
 
 
 # ---------------------------------------------------------------------------------- sample/serve
@@ -542,8 +540,8 @@ def sample(
     """Generate images with the torch-free runtime (also: interpolate, reconstruct)."""
     import numpy as np
 
-    from vaegan.io import atomic_write
-    from vaegan.runtime.images import IMAGE_SUFFIXES, load_image, save_grid, save_png
+    from vaegan.core.images import IMAGE_SUFFIXES, load_image, save_grid, save_png
+    from vaegan.core.io import atomic_write
     from vaegan.runtime.sampler import Sampler
 
     s = Sampler.load(art_dir, backend=backend, precision=precision, device=device)
@@ -757,7 +755,7 @@ def bench(
     if json_out:
         B.write_json(result, json_out)
     if md_out:
-        from vaegan.io import write_bytes
+        from vaegan.core.io import write_bytes
 
         write_bytes(md_out, B.markdown(result).encode())
     if plot_out:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vaegan.errors import ConfigError
+from vaegan.core.errors import ConfigError
 
 MODES = ("vae", "gan", "vaegan")
 GAN_LOSSES = ("hinge", "bce")

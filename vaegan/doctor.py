@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vaegan.errors import VaeganError
+from vaegan.core.errors import ArtifactCorrupt, ArtifactMissing, VaeganError
 
 
 @dataclass
@@ -74,8 +74,10 @@ def machine_checks() -> list[Check]:
     if importlib.util.find_spec("onnxruntime"):
         import onnxruntime as ort
 
+        from vaegan.runtime.backends.ort import GPU_PROVIDERS
+
         providers = ort.get_available_providers()
-        gpu = [p for p in providers if p in ("CUDAExecutionProvider", "TensorrtExecutionProvider")]
+        gpu = [p for p in providers if p in GPU_PROVIDERS]
         out.append(Check("onnxruntime", True, f"{ort.__version__}, providers: {', '.join(providers)}"))
         out.append(
             Check(
@@ -168,11 +170,10 @@ def machine_checks() -> list[Check]:
 
 
 def check_artifacts(art_dir: Path) -> tuple[list[ArtifactCheck], list[str]]:
-    from vaegan.export.manifest import Manifest, verify
-    from vaegan.runtime.backends import load_runner
+    from vaegan.core.manifest import Manifest, verify
+    from vaegan.runtime.backends import BACKEND_OF, load_runner
 
     m = Manifest.load(art_dir)
-    fmt_backend = {"onnx": "ort", "openvino": "openvino", "tensorrt": "tensorrt"}
     checks, usable = [], []
     for a in m.artifacts:
         c = ArtifactCheck(a.path, a.component, a.precision, a.format, False)
@@ -180,14 +181,14 @@ def check_artifacts(art_dir: Path) -> tuple[list[ArtifactCheck], list[str]]:
             c.tensorrt_import = _conformance_summary(a.conformance)
         try:
             path = verify(art_dir, a)
-            runner = load_runner(fmt_backend[a.format], path, a, None, 1)
+            runner = load_runner(BACKEND_OF[a.format], path, a, None, 1)
             runner.close()
             c.loadable = True
             if a.component == "decoder":
-                usable.append(f"{fmt_backend[a.format]}/{a.precision}")
+                usable.append(f"{BACKEND_OF[a.format]}/{a.precision}")
         except VaeganError as e:
             c.reason = str(e)
-            c.fix = _fix_for(a.format, str(e))
+            c.fix = _fix_for(a.format, e)
         except Exception as e:  # noqa: BLE001 - report any engine failure with its type
             c.reason = f"{type(e).__name__}: {e}"
             c.fix = "re-export the artifact with `vaegan export`"
@@ -205,8 +206,8 @@ def _conformance_summary(result: dict) -> str:
     )
 
 
-def _fix_for(fmt: str, reason: str) -> str:
-    if "sha256" in reason or "missing" in reason:
+def _fix_for(fmt: str, error: VaeganError) -> str:
+    if isinstance(error, ArtifactMissing | ArtifactCorrupt):
         return "re-export the artifacts with `vaegan export RUN --out ART_DIR`"
     if fmt == "tensorrt":
         return "rebuild the engines on this device: `vaegan engines ART_DIR`"

@@ -4,7 +4,7 @@ import time
 import numpy as np
 import pytest
 
-from vaegan.errors import Overloaded
+from vaegan.core.errors import Overloaded
 from vaegan.runtime.batcher import BatcherClosed, MicroBatcher
 
 

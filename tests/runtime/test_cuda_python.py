@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from vaegan.errors import BackendUnavailable
+from vaegan.core.errors import BackendUnavailable
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("cuda") is None, reason="cuda-python is not installed (the dev venvs have it)"

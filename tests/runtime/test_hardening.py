@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes, arrays
 
 from tests.runtime.reliability import record
-from vaegan.errors import ArtifactError, InputError
+from vaegan.core.errors import ArtifactError, InputError
 from vaegan.runtime import Sampler
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))

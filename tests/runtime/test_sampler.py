@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from vaegan.errors import ArtifactError, BackendUnavailable, InputError
+from vaegan.core.errors import ArtifactError, BackendUnavailable, InputError
 from vaegan.runtime import Sampler
 
 

@@ -6,7 +6,7 @@ def test_runtime_never_imports_torch():
     code = (
         "import sys, numpy as np\n"
         "from vaegan.runtime import Sampler, MicroBatcher\n"
-        "import vaegan.runtime.sampler, vaegan.runtime.batcher, vaegan.runtime.images, vaegan.cli\n"
+        "import vaegan.runtime.sampler, vaegan.runtime.batcher, vaegan.core.images, vaegan.cli\n"
         "import vaegan.runtime.backends.ort, vaegan.runtime.backends.openvino, vaegan.runtime.backends.tensorrt\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )

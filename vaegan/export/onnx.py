@@ -21,7 +21,9 @@ import onnx
 import torch
 from torch import nn
 
-from vaegan.errors import ExportError
+from vaegan.core.errors import ExportError
+from vaegan.core.manifest import IO_NAMES
+from vaegan.trainer.data import pixels_to_unit, unit_to_pixels
 from vaegan.trainer.models import Decoder, Encoder
 
 OPSET = 18
@@ -34,9 +36,7 @@ class EncoderGraph(nn.Module):
         self.encoder = encoder
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # Cast first: TensorRT takes uint8 only as a graph input read by a Cast (vaegan.export.conformance)
-        x = images.to(torch.float32).permute(0, 3, 1, 2) / 127.5 - 1.0
-        return self.encoder(x)
+        return self.encoder(pixels_to_unit(images))
 
 
 class DecoderGraph(nn.Module):
@@ -45,12 +45,7 @@ class DecoderGraph(nn.Module):
         self.decoder = decoder
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        x = self.decoder(z)
-        # Cast last: TensorRT takes uint8 only as a graph output written by a Cast
-        return ((x + 1.0) * 127.5).round().clamp(0.0, 255.0).permute(0, 2, 3, 1).to(torch.uint8)
-
-
-IO_NAMES = {"encoder": (["images"], ["mu", "logvar"]), "decoder": (["z"], ["images"])}
+        return unit_to_pixels(self.decoder(z))
 
 
 def export_onnx(graph: nn.Module, example: torch.Tensor, component: str, path: Path, metadata: dict) -> None:
@@ -81,7 +76,7 @@ def export_onnx(graph: nn.Module, example: torch.Tensor, component: str, path: P
         )
     model.doc_string = f"vaegan {component}"
     onnx.checker.check_model(model, full_check=True)
-    from vaegan.io import write_bytes
+    from vaegan.core.io import write_bytes
 
     write_bytes(path, model.SerializeToString())
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vaegan.errors import BackendUnavailable
+from vaegan.core.errors import BackendUnavailable
 from vaegan.runtime.backends.openvino import inference_precision
 
 log = logging.getLogger(__name__)

@@ -18,15 +18,23 @@ import numpy as np
 import torch
 
 from vaegan import __version__
-from vaegan.errors import ArtifactError, ExportError
+from vaegan.core.errors import ArtifactError, ExportError
+from vaegan.core.manifest import (
+    MANIFEST,
+    PRECISIONS,
+    Artifact,
+    Manifest,
+    TensorSpec,
+    sha256_file,
+    tool_versions,
+)
 from vaegan.export import onnx as onnx_export
 from vaegan.export import precision as prec
 from vaegan.export.conformance import check_file
-from vaegan.export.manifest import MANIFEST, Artifact, Manifest, TensorSpec, sha256_file, tool_versions
 from vaegan.trainer import checkpoint as ckpt
+from vaegan.trainer.data import to_tensor_range
 
 log = logging.getLogger(__name__)
-PRECISIONS = ("fp32", "fp16", "int8")
 
 
 @dataclass
@@ -210,7 +218,7 @@ def _export_into(root: Path, cfg, m, opts: ExportOptions, run_dir: Path) -> Mani
     n = min(opts.calib_samples, len(train.images))
     real = train.images[rng.permutation(len(train.images))[:n]]
     with torch.no_grad():
-        mu, _ = m.encoder(torch.from_numpy(real).permute(0, 3, 1, 2).float() / 127.5 - 1)
+        mu, _ = m.encoder(to_tensor_range(real))
     z_prior = rng.standard_normal((opts.calib_samples - n // 2, mc.latent_dim)).astype(np.float32)
     z_calib = np.concatenate([z_prior, mu.numpy()[: n // 2].astype(np.float32)])
     z_calib = z_calib[rng.permutation(len(z_calib))]

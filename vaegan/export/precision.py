@@ -75,7 +75,7 @@ def convert_fp16(
     """Write an fp16 model with fp32 I/O; return the names of the nodes kept in fp32."""
     from onnxconverter_common import float16
 
-    from vaegan.io import write_bytes
+    from vaegan.core.io import write_bytes
 
     fp32 = onnx.load(str(src))
     keep = set(io_nodes(fp32))
@@ -123,7 +123,7 @@ def quantize_int8(
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from vaegan.io import write_bytes
+    from vaegan.core.io import write_bytes
 
     methods = {
         "minmax": CalibrationMethod.MinMax,

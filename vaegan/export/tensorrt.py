@@ -12,8 +12,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from vaegan.errors import BackendUnavailable, ExportError
-from vaegan.export.manifest import Artifact, Manifest, sha256_file, tool_versions, verify
+from vaegan.core.errors import BackendUnavailable, ExportError
+from vaegan.core.manifest import Artifact, Manifest, sha256_file, tool_versions, verify
 from vaegan.runtime.backends.tensorrt import gpu_tag
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ def build_engine(spec: EngineSpec) -> dict:
         raise ExportError(
             f"TensorRT failed to build an engine from {spec.onnx_path.name} (see the log above)"
         )
-    from vaegan.io import write_bytes
+    from vaegan.core.io import write_bytes
 
     write_bytes(spec.engine_path, bytes(serialized))
     if spec.timing_cache:

@@ -19,7 +19,7 @@ def model_config_pb2():
     try:
         from tritonclient.grpc import model_config_pb2
     except ImportError as e:
-        from vaegan.errors import BackendUnavailable
+        from vaegan.core.errors import BackendUnavailable
 
         raise BackendUnavailable("--triton needs tritonclient: pip install 'tritonclient[grpc]'") from e
     return model_config_pb2

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vaegan.errors import Overloaded, VaeganError
+from vaegan.core.errors import Overloaded, VaeganError
 
 
 class BatcherClosed(VaeganError):

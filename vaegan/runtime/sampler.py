@@ -15,13 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from vaegan.errors import ArtifactError, BackendUnavailable, InputError
-from vaegan.export.manifest import Artifact, Manifest, verify
-from vaegan.runtime.backends import BACKENDS, Runner, load_runner
+from vaegan.core.errors import ArtifactCorrupt, ArtifactError, ArtifactMissing, BackendUnavailable, InputError
+from vaegan.core.manifest import PRECISIONS, Artifact, Manifest, verify
+from vaegan.runtime.backends import FORMAT_OF, REGISTRY, Runner, load_runner
 
 log = logging.getLogger(__name__)
-PRECISIONS = ("fp32", "fp16", "int8")
-FORMAT_OF = {"ort": "onnx", "openvino": "openvino", "tensorrt": "tensorrt"}
 DEFAULT_MAX_N = 100_000
 
 
@@ -74,8 +72,8 @@ class Sampler:
         """
         if precision not in PRECISIONS:
             raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-        if backend != "auto" and backend not in BACKENDS:
-            raise InputError(f"backend must be auto or one of {', '.join(BACKENDS)}, got {backend!r}")
+        if backend != "auto" and backend not in REGISTRY:
+            raise InputError(f"backend must be auto or one of {', '.join(REGISTRY)}, got {backend!r}")
         art_dir = Path(art_dir)
         manifest = Manifest.load(art_dir)
         candidates = cls._candidates(manifest, backend, precision)
@@ -100,7 +98,7 @@ class Sampler:
                 reasons.append(f"{name}: {e}")
                 continue
             except ArtifactError as e:
-                if backend != "auto" or "sha256" in str(e) or "missing" in str(e):
+                if backend != "auto" or isinstance(e, ArtifactMissing | ArtifactCorrupt):
                     raise  # a corrupted artifact is an error, not a reason to fall back silently
                 reasons.append(f"{name}: {e}")
                 continue
@@ -198,7 +196,7 @@ class Sampler:
         if x.ndim != 4 or x.shape[1:] != (h, w, c):
             raise InputError(
                 f"images must be [N, {h}, {w}, {c}] uint8 (NHWC, this model's size), got {list(x.shape)}: "
-                "resize with vaegan.runtime.images.load_image"
+                "resize with vaegan.core.images.load_image"
             )
         if len(x) == 0 or len(x) > self.max_n:
             raise InputError(f"pass between 1 and {self.max_n} images, got {len(x)}")
@@ -283,12 +281,12 @@ def _verify_sidecar(art_dir: Path, art: Artifact) -> None:
     """OpenVINO's weights file (.bin) is checked too."""
     w = art.notes.get("weights")
     if w:
-        from vaegan.export.manifest import sha256_file
+        from vaegan.core.manifest import sha256_file
 
         p = Path(art_dir) / w
         if not p.is_file():
-            raise ArtifactError(f"{p} is listed in the manifest but missing: re-export the artifacts")
+            raise ArtifactMissing(f"{p} is listed in the manifest but missing: re-export the artifacts")
         if sha256_file(p) != art.notes.get("weights_sha256"):
-            raise ArtifactError(
+            raise ArtifactCorrupt(
                 f"{p} does not match its sha256 in the manifest: the file was modified; re-export"
             )

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vaegan.errors import InputError, Overloaded, VaeganError
+from vaegan.core.errors import InputError, Overloaded, VaeganError
+from vaegan.core.images import grid, to_pil
 from vaegan.runtime.batcher import BatcherClosed, MicroBatcher
-from vaegan.runtime.images import grid, to_pil
 from vaegan.runtime.sampler import Sampler
 
 log = logging.getLogger(__name__)
@@ -221,7 +221,7 @@ def _png(images: np.ndarray) -> bytes:
 def _decode_image(body: bytes, sampler: Sampler) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
-    from vaegan.runtime.images import fit_image
+    from vaegan.core.images import fit_image
 
     try:
         img = Image.open(io.BytesIO(body))

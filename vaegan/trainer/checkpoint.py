@@ -19,8 +19,8 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from vaegan.config import RunConfig
-from vaegan.errors import CheckpointError
-from vaegan.io import write_bytes, write_json
+from vaegan.core.errors import CheckpointError
+from vaegan.core.io import write_bytes, write_json
 from vaegan.trainer.models import VAEGAN, Decoder, Encoder, build_models
 
 WEIGHTS = "model.safetensors"

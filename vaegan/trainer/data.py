@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from vaegan.errors import DataError
-from vaegan.runtime.images import IMAGE_SUFFIXES, fit_image
+from vaegan.core.errors import DataError
+from vaegan.core.images import IMAGE_SUFFIXES, PIXEL_SCALE, fit_image
 
 log = logging.getLogger(__name__)
 
@@ -149,21 +149,29 @@ def load_dataset(spec: str, size: int, channels: int | None = None) -> Dataset:
     raise DataError(f"unknown dataset {spec!r}: use 'digits', an image folder or a .npz file that exists")
 
 
-def to_tensor_range(images: np.ndarray):
-    """uint8 NHWC -> float32 NCHW in [-1, 1] (torch)."""
+def pixels_to_unit(images):
+    """uint8 NHWC -> float32 NCHW in [-1, 1] (torch). The one pixel mapping: training, evaluation and
+    the exported encoder graph all use it. Cast first: TensorRT takes uint8 only into a Cast."""
     import torch
 
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).contiguous()
+    return images.to(torch.float32).permute(0, 3, 1, 2) / PIXEL_SCALE - 1.0
+
+
+def unit_to_pixels(x):
+    """float NCHW in [-1, 1] -> uint8 NHWC (torch): round, clamp, then cast last (TensorRT takes
+    uint8 only from a Cast into a graph output). The exported decoder graph ends in exactly this."""
+    import torch
+
+    return ((x + 1.0) * PIXEL_SCALE).round().clamp(0.0, 255.0).permute(0, 2, 3, 1).to(torch.uint8)
+
+
+def to_tensor_range(images: np.ndarray):
+    """uint8 NHWC numpy -> float32 NCHW torch in [-1, 1]."""
+    import torch
+
+    return pixels_to_unit(torch.from_numpy(images)).contiguous()
 
 
 def to_uint8(x) -> np.ndarray:
-    """float NCHW in [-1, 1] (torch) -> uint8 NHWC, rounding the way the exported graph does."""
-    return (
-        ((x.detach().float().clamp(-1, 1) + 1) * 127.5)
-        .round()
-        .clamp(0, 255)
-        .byte()
-        .permute(0, 2, 3, 1)
-        .cpu()
-        .numpy()
-    )
+    """float NCHW in [-1, 1] (torch) -> uint8 NHWC numpy, rounding the way the exported graph does."""
+    return unit_to_pixels(x.detach().float().clamp(-1, 1)).cpu().numpy()

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from vaegan.config import RunConfig
-from vaegan.errors import ConfigError, DataError
+from vaegan.core.errors import ConfigError, DataError
 from vaegan.trainer.checkpoint import load_model
 from vaegan.trainer.data import Dataset, load_dataset, to_uint8
 from vaegan.trainer.metrics import LABEL_METRICS, get_classifier, score_images, vae_stats

@@ -30,9 +30,9 @@ from torch.optim.swa_utils import AveragedModel
 
 from vaegan import __version__
 from vaegan.config import RunConfig
-from vaegan.errors import CheckpointError, TrainingDiverged
-from vaegan.io import append_line, read_jsonl, write_bytes, write_json
-from vaegan.runtime.images import save_grid
+from vaegan.core.errors import CheckpointError, TrainingDiverged
+from vaegan.core.images import save_grid
+from vaegan.core.io import append_line, read_jsonl, write_bytes, write_json
 from vaegan.trainer import checkpoint as ckpt
 from vaegan.trainer.data import load_dataset, to_tensor_range, to_uint8
 from vaegan.trainer.losses import adaptive_weight, discriminator_loss, generator_gan_loss, vae_losses

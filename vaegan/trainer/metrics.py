@@ -84,7 +84,7 @@ def get_classifier(data: Dataset, epochs: int = 8, seed: int = 0) -> Classifier:
     """
     from safetensors.torch import load_file, save
 
-    from vaegan.io import write_bytes
+    from vaegan.core.io import write_bytes
 
     if data.labels is None:
         raise ValueError("the dataset has no labels: no feature space for label-based metrics")

@@ -10,8 +10,6 @@ from typing import Any
 
 import numpy as np
 
-BACKENDS = ("ort", "openvino", "tensorrt")
-
 
 @dataclass
 class RunnerInfo:
@@ -46,17 +44,31 @@ class Runner(ABC):
         pass
 
 
+@dataclass(frozen=True)
+class BackendSpec:
+    """Where a backend's runner lives and which artifact format it runs. Engines are imported only
+    when a runner is loaded, so a machine without OpenVINO or TensorRT never imports them."""
+
+    format: str
+    module: str
+    runner: str
+
+
+REGISTRY: dict[str, BackendSpec] = {
+    "ort": BackendSpec("onnx", "vaegan.runtime.backends.ort", "OrtRunner"),
+    "openvino": BackendSpec("openvino", "vaegan.runtime.backends.openvino", "OpenVinoRunner"),
+    "tensorrt": BackendSpec("tensorrt", "vaegan.runtime.backends.tensorrt", "TensorRTRunner"),
+}
+FORMAT_OF = {name: spec.format for name, spec in REGISTRY.items()}  # backend -> artifact format
+BACKEND_OF = {spec.format: name for name, spec in REGISTRY.items()}  # artifact format -> backend
+
+
 def load_runner(backend: str, path: Path, artifact, device: str | None, threads: int) -> Runner:
-    if backend == "ort":
-        from vaegan.runtime.backends.ort import OrtRunner
+    """The runner for one artifact file on one backend (ValueError for an unknown backend)."""
+    import importlib
 
-        return OrtRunner(path, artifact, device, threads)
-    if backend == "openvino":
-        from vaegan.runtime.backends.openvino import OpenVinoRunner
-
-        return OpenVinoRunner(path, artifact, device, threads)
-    if backend == "tensorrt":
-        from vaegan.runtime.backends.tensorrt import TensorRTRunner
-
-        return TensorRTRunner(path, artifact, device)
-    raise ValueError(backend)
+    spec = REGISTRY.get(backend)
+    if spec is None:
+        raise ValueError(f"unknown backend {backend!r}: one of {', '.join(REGISTRY)}")
+    runner_cls = getattr(importlib.import_module(spec.module), spec.runner)
+    return runner_cls(path, artifact, device, threads)

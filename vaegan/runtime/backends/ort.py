@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vaegan.errors import BackendUnavailable
+from vaegan.core.errors import BackendUnavailable
 from vaegan.runtime.backends import Runner, RunnerInfo
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")

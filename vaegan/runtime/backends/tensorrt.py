@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vaegan.errors import ArtifactError, BackendUnavailable
+from vaegan.core.errors import ArtifactError, BackendUnavailable
 from vaegan.runtime.backends import Runner, RunnerInfo
 
 
@@ -126,7 +126,7 @@ def engine_mismatch(tags: dict) -> str | None:
 
 
 class TensorRTRunner(Runner):
-    def __init__(self, path: Path, artifact, device: str | None):
+    def __init__(self, path: Path, artifact, device: str | None, threads: int = 0):
         try:
             import tensorrt as trt
         except ImportError as e:

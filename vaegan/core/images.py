@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from vaegan.io import atomic_write
+from vaegan.core.io import atomic_write
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
+# uint8 pixels p map to the networks' range [-1, 1] as p / PIXEL_SCALE - 1 (trainer.data.pixels_to_unit)
+PIXEL_SCALE = 127.5
 
 
 def grid(images: np.ndarray, cols: int | None = None, pad: int = 2, scale: int = 1) -> np.ndarray:

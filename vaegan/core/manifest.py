@@ -13,10 +13,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vaegan.errors import ArtifactError
+from vaegan.core.errors import ArtifactCorrupt, ArtifactError, ArtifactMissing
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
+PRECISIONS = ("fp32", "fp16", "int8")
+COMPONENTS = ("encoder", "decoder")
+# graph input and output names of each component, in every format (ONNX, IR, engine, Triton)
+IO_NAMES = {"encoder": (["images"], ["mu", "logvar"]), "decoder": (["z"], ["images"])}
 
 
 @dataclass
@@ -84,7 +88,7 @@ class Manifest:
         return asdict(self)
 
     def save(self, art_dir: Path) -> None:
-        from vaegan.io import write_json
+        from vaegan.core.io import write_json
 
         write_json(Path(art_dir) / MANIFEST, self.to_dict())
 
@@ -133,10 +137,10 @@ def verify(art_dir: Path, artifact: Artifact) -> Path:
     """The artifact's file, after checking it exists and its sha256 matches the manifest."""
     path = Path(art_dir) / artifact.path
     if not path.is_file():
-        raise ArtifactError(f"{path} is listed in the manifest but missing: re-export the artifacts")
+        raise ArtifactMissing(f"{path} is listed in the manifest but missing: re-export the artifacts")
     digest = sha256_file(path)
     if digest != artifact.sha256:
-        raise ArtifactError(
+        raise ArtifactCorrupt(
             f"{path} does not match its sha256 in the manifest (file {digest[:12]}..., manifest "
             f"{artifact.sha256[:12]}...): the file was modified or corrupted; re-export it"
         )

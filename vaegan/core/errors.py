@@ -29,6 +29,14 @@ class ArtifactError(VaeganError):
     """An artifact dir or file that is missing, corrupted or built for another machine."""
 
 
+class ArtifactMissing(ArtifactError):
+    """A file the manifest lists is not there."""
+
+
+class ArtifactCorrupt(ArtifactError):
+    """A file that does not match its sha256 in the manifest, or a manifest that is not valid."""
+
+
 class InputError(VaeganError, ValueError):
     """Bad input to the runtime API (shape, dtype, latent dim, NaN, n)."""
 
