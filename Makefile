@@ -38,12 +38,13 @@ quickstart: setup
 	@echo "Pictures: $(RUN)/samples/ (per epoch), $(ART)/samples.png, $(ART)/samples_int8.png"
 	@echo "Numbers:  $(RUN)/eval.json, $(RUN)/eval_t0.7.json, $(RUN)/metrics.jsonl, $(ART)/manifest.json (parity and quality per precision)"
 
-## One command: set up and run every test (lint, unit and integration tests, the torch-free runtime on Python 3.10).
+## One command: set up and run every test (ruff and mypy, unit and integration tests, the torch-free runtime on Python 3.10).
 test: setup lint unit runtime-py310
 
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 unit: setup fixture
 	VAEGAN_FIXTURE=$(FIXTURE) $(PY) -m pytest -q -p no:cacheprovider --benchmark-disable

@@ -55,3 +55,35 @@ def art_dir() -> Path:
             pytest.fail(f"no fixture artifacts at {path}: run `make fixture` first (needs the dev venv)")
         subprocess.run([sys.executable, str(ROOT / "tests" / "make_fixture.py"), str(path)], check=True)
     return path
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "reliability(section, key): counted by its real outcome in docs/reliability.md"
+    )
+
+
+def pytest_runtest_logreport(report):
+    """Count each reliability-marked test by what really happened to it."""
+    if report.when != "call" and not (report.when == "setup" and report.outcome != "passed"):
+        return
+    marker = next((m for m in getattr(report, "reliability_markers", [])), None)
+    if marker is None:
+        return
+    from tests.runtime.reliability import OUTCOMES
+
+    section, key = marker
+    OUTCOMES[section][f"{key} {report.outcome}"] += 1
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    report.reliability_markers = [tuple(m.args) for m in item.iter_markers("reliability")]
+
+
+def pytest_sessionfinish(session):
+    from tests.runtime.reliability import write
+
+    write()

@@ -10,7 +10,7 @@ import onnx
 import pytest
 
 from tests.conftest import run_cli
-from vaegan.core.errors import CheckpointError, ExportError
+from vaegan.core.errors import CheckpointError, ConfigError, ExportError
 from vaegan.core.manifest import Manifest, sha256_file
 from vaegan.export.pipeline import ExportOptions, export_run
 
@@ -216,9 +216,23 @@ def test_out_dir_with_another_models_artifacts_is_not_overwritten(exported, trai
     assert sorted(p.name for p in other.iterdir()) == before
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "notes.txt").write_text("mine")
-    with pytest.raises(ExportError, match="no vaegan manifest"):
+    with pytest.raises(ExportError, match="not a vaegan artifact dir"):
         export_run(trained_run, tmp_path / "junk", ExportOptions(precisions=["fp32"]))
     assert (tmp_path / "junk" / "notes.txt").read_text() == "mine"
+
+
+def test_force_never_deletes_what_vaegan_did_not_write(trained_run, tmp_path):
+    """--force replaces an earlier export only: a folder of someone's files, or the run dir itself,
+    is refused in one line and left exactly as it was."""
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "thesis.txt").write_text("keep")
+    before_run = sorted(p.name for p in trained_run.iterdir())
+    for out in (tmp_path / "x", trained_run):
+        r = run_cli("export", str(trained_run), "--out", str(out), "--precision", "fp32", "--force")
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert "not a vaegan artifact dir" in r.stderr and "never deletes" in r.stderr
+    assert (tmp_path / "x" / "thesis.txt").read_text() == "keep"
+    assert sorted(p.name for p in trained_run.iterdir()) == before_run
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write to read-only directories")
@@ -241,7 +255,7 @@ def test_unwritable_out_dir_even_as_root(trained_run, tmp_path):
 
 
 def test_bad_options():
-    with pytest.raises(ExportError, match="opt-batch"):
+    with pytest.raises(ConfigError, match="opt-batch"):
         ExportOptions(opt_batch=32, max_batch=8).validate()
-    with pytest.raises(ExportError, match="precision"):
+    with pytest.raises(ConfigError, match="precision"):
         ExportOptions(precisions=["int4"]).validate()

@@ -10,12 +10,12 @@ from vaegan.trainer.metrics import class_stats, frechet_distance, get_classifier
 
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory):
-    import os
-
-    os.environ["VAEGAN_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    d = load_dataset("digits", 16)
-    train, val = d.split(0.2, seed=0)
-    return train, val, get_classifier(d)
+    """The classifier cache in a private dir for this module; the environment is restored after."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VAEGAN_CACHE", str(tmp_path_factory.mktemp("cache")))
+        d = load_dataset("digits", 16)
+        train, val = d.split(0.2, seed=0)
+        yield train, val, get_classifier(d)
 
 
 def test_classifier_is_accurate_and_cached(digits):

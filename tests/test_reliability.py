@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.conftest import ROOT, TINY, run_cli
-from tests.runtime.reliability import record
+from tests.runtime.reliability import measured
 from vaegan.core.io import read_jsonl
 from vaegan.trainer.checkpoint import load_model, load_state
 
@@ -63,7 +63,7 @@ def test_random_sigkills_then_resume(tmp_path):
     assert [row["step"] for row in read_jsonl(out / "metrics.jsonl")] == list(range(4, STEPS + 1, 4))
     assert not list(out.glob(".*.tmp"))
     assert kills >= 4
-    record(
+    measured(
         "training_kills",
         sigkills=kills,
         kill_after_steps=targets,

@@ -177,7 +177,7 @@ def test_rgb_folder_at_32(tmp_path):
         tiny_run_config(data=str(tmp_path / "data"), max_steps=4),
         tmp_path / "run",
         progress=False,
-        infer_channels=True,
+        infer={"channels"},
     )
     cfg, m = load_model(res.out)
     assert cfg.model.channels == 3 and cfg.class_names == ["blue", "red"]

@@ -9,6 +9,7 @@ measured in the same run with large matmuls (fp32 with numpy; bf16 with torch wh
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -21,25 +22,64 @@ from typing import Any
 
 import numpy as np
 
-from vaegan.core.errors import BackendUnavailable
-from vaegan.core.manifest import Artifact, Manifest, verify
+from vaegan.config import opt
+from vaegan.core.errors import ArtifactMissing, BackendUnavailable, ConfigError
+from vaegan.core.manifest import COMPONENTS, PRECISIONS, Artifact, Manifest, verify
 from vaegan.runtime.backends import Runner, RunnerInfo
 
 BENCH_SCHEMA = 1
+# the registry of engines bench compares: engine -> the artifact format it runs ("" = the run dir)
+ENGINE_FORMATS = {
+    "vaegan-ort": "onnx",
+    "vaegan-openvino": "openvino",
+    "vaegan-tensorrt": "tensorrt",
+    "ort-raw": "onnx",
+    "openvino-default": "openvino",
+    "torch-eager": "",
+}
+ENGINES = tuple(ENGINE_FORMATS)
 
 
 @dataclass
 class BenchConfig:
-    engines: list[str] = field(default_factory=lambda: list(ENGINES))
-    precisions: list[str] = field(default_factory=lambda: ["fp32", "int8"])
-    components: list[str] = field(default_factory=lambda: ["decoder"])
-    batches: list[int] = field(default_factory=lambda: [1, 8, 64])
-    warmup: int = 10
-    iters: int = 0  # 0: run for `seconds`
-    seconds: float = 2.0  # per engine and case, split over `rounds`
-    rounds: int = 3
-    threads: int = 0  # 0: all cores
-    peak: bool = True
+    """`vaegan bench`: what to compare and for how long."""
+
+    engines: list[str] = field(
+        default_factory=lambda: list(ENGINES),
+        metadata={
+            "help": "Engines to compare: vaegan's runtime per backend and the peers on the same model."
+        },
+    )
+    precisions: list[str] = field(
+        default_factory=lambda: ["fp32", "int8"], metadata={"help": "Comma-separated: fp32, fp16, int8."}
+    )
+    components: list[str] = field(
+        default_factory=lambda: ["decoder"],
+        metadata={"help": "Comma-separated: decoder, encoder (decoder,encoder for both)."},
+    )
+    batches: list[int] = field(
+        default_factory=lambda: [1, 8, 64], metadata={"help": "Comma-separated batch sizes."}
+    )
+    warmup: int = opt(10, "Untimed calls before measuring.")
+    iters: int = opt(0, "Timed calls per case (0: use --seconds).")
+    seconds: float = opt(2.0, "Time per engine and case, over all rounds.")
+    rounds: int = opt(3, "Engines take turns this many times per case, so machine noise hits them all alike.")
+    threads: int = opt(0, "Engine threads (0: all cores).")
+    peak: bool = opt(True, "Measure this machine's matmul peak, interleaved with the rows.")
+
+    def validate(self) -> BenchConfig:
+        bad = [e for e in self.engines if e not in ENGINES]
+        if bad:
+            raise ConfigError(f"unknown engine {bad[0]!r}: choose from {', '.join(ENGINES)}")
+        if any(p not in PRECISIONS for p in self.precisions):
+            raise ConfigError(f"--precision takes {', '.join(PRECISIONS)}")
+        if any(c not in COMPONENTS for c in self.components):
+            raise ConfigError(f"--component takes {', '.join(COMPONENTS)}")
+        if any(b < 1 or b > 65536 for b in self.batches):
+            raise ConfigError("--batch sizes must be between 1 and 65536")
+        if self.iters < 0 or self.seconds <= 0 or self.warmup < 0 or self.rounds < 1 or self.threads < 0:
+            raise ConfigError("--iters, --warmup and --threads must be >= 0, --seconds > 0 and --rounds >= 1")
+        return self
 
 
 @dataclass
@@ -264,18 +304,6 @@ class TorchEagerRunner(Runner):
         return [t.numpy() for t in (out if isinstance(out, tuple) else (out,))]
 
 
-# the registry of engines bench compares: engine -> the artifact format it runs ("" = the run dir)
-ENGINE_FORMATS = {
-    "vaegan-ort": "onnx",
-    "vaegan-openvino": "openvino",
-    "vaegan-tensorrt": "tensorrt",
-    "ort-raw": "onnx",
-    "openvino-default": "openvino",
-    "torch-eager": "",
-}
-ENGINES = tuple(ENGINE_FORMATS)
-
-
 def make_runner(
     engine: str, art_dir: Path, m: Manifest, precision: str, component: str, threads: int
 ) -> tuple[Runner, str] | str:
@@ -330,9 +358,16 @@ def run_bench(
     # The peak is measured between the rows too (before each group and at the end), so a slow or
     # fast minute of a noisy machine is seen by the peak as by the rows; the best trial counts.
     peak_runs: list[dict[str, dict[str, float]]] = []
-    flops = {c: model_flops(verify(art_dir, m.find(c, "fp32", "onnx"))) for c in cfg.components}
+    flops = {}
+    for c in cfg.components:
+        fp32 = m.find(c, "fp32", "onnx")
+        if fp32 is None:
+            raise ArtifactMissing(
+                f"{art_dir} has no fp32 ONNX {c}, which bench counts FLOPs on: re-export it"
+            )
+        flops[c] = model_flops(verify(art_dir, fp32))
     rng = np.random.default_rng(0)
-    inputs = {
+    inputs: dict[str, Callable[[int], np.ndarray]] = {
         "decoder": lambda b: rng.standard_normal((b, m.latent_dim), dtype=np.float32),
         "encoder": lambda b: rng.integers(0, 256, (b, *m.image_shape), dtype=np.uint8),
     }
@@ -373,7 +408,7 @@ def run_bench(
                     if bar:
                         bar.set_description(f"{engine} {precision} {comp} b{b}")
                     lats[engine] += time_fn(
-                        lambda runner=runner, x=x: runner.run(x),
+                        functools.partial(runner.run, x),
                         cfg.warmup,
                         -(-cfg.iters // cfg.rounds),
                         cfg.seconds / cfg.rounds,

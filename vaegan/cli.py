@@ -3,16 +3,35 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import logging
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from vaegan import __version__
+from vaegan.bench import ENGINES, BenchConfig
+from vaegan.config import (
+    AMP_CHOICES,
+    CALIBRATION_METHODS,
+    GAN_LOSSES,
+    MODES,
+    ExportOptions,
+    ModelConfig,
+    RunConfig,
+    ServeConfig,
+    TrainConfig,
+)
 from vaegan.core.errors import VaeganError
+from vaegan.core.manifest import PRECISIONS
+from vaegan.runtime.backends import REGISTRY as _BACKENDS
+
+BACKEND_NAMES = tuple(_BACKENDS)
 
 
 def _fail(msg: str) -> None:
@@ -37,7 +56,9 @@ def _csv(kind):
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="vaegan")
-@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.option(
+    "-v", "--verbose", is_flag=True, help="Show every step and the libraries' own output (debug logging)."
+)
 def cli(verbose: bool) -> None:
     """Train small VAE-GAN image generators and deploy them to the edge.
 
@@ -50,20 +71,42 @@ def cli(verbose: bool) -> None:
       vaegan serve  artifacts/digits                       # HTTP API
       vaegan bench  artifacts/digits                       # latency vs PyTorch, ORT, OpenVINO
     """
+    # vaegan's own lines (warnings, what auto picked) at INFO; the libraries' narration (onnxscript's
+    # rewrite passes, the quantizer) only with -v, where everything shows at DEBUG.
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", stream=sys.stderr
+        level=logging.DEBUG if verbose else logging.WARNING, format="%(message)s", stream=sys.stderr
     )
+    logging.getLogger("vaegan").setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 # ----------------------------------------------------------------------------------------- train
+def option_from(cls: type, name: str, *decls: str, **kw: Any):
+    """A click option whose default and help are the config dataclass field's: written once there.
+
+    Options whose dataclass default is None say what None means in their help (e.g. "default:
+    --lr"); a default of None on the command line alone (image size, channels) means "from the data"
+    and is said in the option's own help instead."""
+    f = {f.name: f for f in dataclasses.fields(cls)}[name]
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[operator]
+    kw.setdefault("default", default)
+    kw.setdefault("show_default", kw["default"] is not None)
+    kw.setdefault("help", f.metadata.get("help"))
+    if isinstance(default, bool) and len(decls) == 1:
+        if default:  # on by default: --x/--no-x
+            flag = decls[0].removeprefix("--")
+            decls = (f"--{flag}/--no-{flag}",)
+        else:
+            kw.setdefault("is_flag", True)
+            kw["show_default"] = False
+    return click.option(*decls, name, **kw)
+
+
+# Options --resume may change; the others belong to the run and are refused next to --resume.
+RESUMABLE = {"epochs", "lr", "lr_d", "adv_lr", "max_steps", "checkpoint_every", "log_every"}
+
+
 @cli.command()
-@click.option(
-    "--data",
-    default="digits",
-    show_default=True,
-    help="'digits' (scikit-learn's bundled 8x8 digits, offline), an image folder "
-    "(subfolders are labels) or an .npz with uint8 'x' [N,H,W(,C)] and optional 'y'.",
-)
+@option_from(TrainConfig, "data", "--data")
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -75,154 +118,83 @@ def cli(verbose: bool) -> None:
     "--resume",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Continue a run directory where it stopped (after a crash or kill). Uses its config; "
-    "--epochs/--lr may be raised/lowered.",
+    help="Continue a run directory where it stopped (after a crash or kill), with its own config and "
+    "data; only --epochs, --max-steps and the learning rates may change.",
 )
-@click.option(
-    "--mode",
-    type=click.Choice(["vaegan", "vae", "gan"]),
-    default="vaegan",
-    show_default=True,
-    help="vaegan: staged VAE-GAN; vae / gan: the ablations on the same budget.",
-)
-@click.option("--epochs", type=int, default=None, help="Passes over the training split.  [default: 30]")
-@click.option(
-    "--max-steps",
+@option_from(TrainConfig, "mode", "--mode", type=click.Choice(MODES))
+@option_from(TrainConfig, "epochs", "--epochs", type=int)
+@option_from(TrainConfig, "max_steps", "--max-steps", type=int)
+@option_from(TrainConfig, "batch_size", "--batch-size", type=int)
+@option_from(TrainConfig, "lr", "--lr", type=float)
+@option_from(TrainConfig, "lr_d", "--lr-d", type=float)
+@option_from(TrainConfig, "adv_lr", "--adv-lr", type=float)
+@option_from(
+    ModelConfig,
+    "image_size",
+    "--image-size",
     type=int,
-    default=0,
-    show_default=True,
-    help="Stop after this many steps (0: epochs decide).",
-)
-@click.option("--batch-size", type=int, default=32, show_default=True, help="Images per step per process.")
-@click.option("--lr", type=float, default=None, help="Encoder/decoder learning rate (Adam).  [default: 1e-3]")
-@click.option(
-    "--lr-d",
-    type=float,
     default=None,
-    help="Discriminator learning rate (D trains in the GAN stages only).  [default: 1e-3]",
+    help="Square size, a power of two 16..128. Default: the images' own size when they are all one such "
+    "square (an .npz or folder); digits are upscaled to 32.",
 )
-@click.option(
-    "--image-size", type=int, default=32, show_default=True, help="Square size, a power of two 16..128."
-)
-@click.option("--channels", type=click.IntRange(1, 3), default=None, help="1 or 3 (default: from the data).")
-@click.option("--latent-dim", type=int, default=16, show_default=True, help="Size of z.")
-@click.option(
-    "--width", type=int, default=16, show_default=True, help="Channels at full resolution (x2 per halving)."
-)
-@click.option("--kl-weight", type=float, default=4.0, show_default=True, help="Weight of the KL prior term.")
-@click.option(
-    "--gamma", type=float, default=1.0, show_default=True, help="Decoder's weight on reconstruction vs GAN."
-)
-@click.option("--gan-loss", type=click.Choice(["hinge", "bce"]), default="hinge", show_default=True)
-@click.option(
-    "--gan-weight", type=float, default=1.0, show_default=True, help="Base GAN weight (x adaptive weight)."
-)
-@click.option(
-    "--adaptive-max",
-    type=float,
-    default=1.0,
-    show_default=True,
-    help="Clamp of the adaptive GAN weight (gradient-norm ratio at the decoder's last layer).",
-)
-@click.option(
-    "--adv-lr",
-    type=float,
+@option_from(
+    ModelConfig,
+    "channels",
+    "--channels",
+    type=click.IntRange(1, 3),
     default=None,
-    help="Encoder and decoder learning rate once the GAN is on.  [default: --lr]",
+    help="1 or 3 (default: from the data).",
 )
-@click.option(
-    "--gan-on-recon/--no-gan-on-recon",
-    default=False,
-    show_default=True,
-    help="Also show D the reconstructions (Larsen et al.'s original); off: prior samples only.",
-)
-@click.option(
-    "--r1", "r1_gamma", type=float, default=0.0, show_default=True, help="R1 penalty on D (0: off)."
-)
-@click.option("--no-diffaug", is_flag=True, help="Turn DiffAugment off.")
-@click.option(
-    "--ema-decay",
-    type=float,
-    default=0.999,
-    show_default=True,
-    help="EMA of decoder weights (export uses it).",
-)
-@click.option(
-    "--amp",
-    type=click.Choice(["auto", "off", "bf16", "fp16"]),
-    default="auto",
-    show_default=True,
-    help="Mixed precision: auto = bf16/fp16 on CUDA, off on CPU.",
-)
-@click.option(
-    "--seed", type=int, default=0, show_default=True, help="Seeds weights, noise and the train/val split."
-)
-@click.option(
-    "--checkpoint-every",
-    type=int,
-    default=100,
-    show_default=True,
-    help="Steps between checkpoints (also every epoch).",
-)
-@click.option(
-    "--log-every", type=int, default=20, show_default=True, help="Steps between metrics.jsonl lines."
-)
+@option_from(ModelConfig, "latent_dim", "--latent-dim", type=int)
+@option_from(ModelConfig, "width", "--width", type=int)
+@option_from(TrainConfig, "kl_weight", "--kl-weight", type=float)
+@option_from(TrainConfig, "gamma", "--gamma", type=float)
+@option_from(TrainConfig, "gan_loss", "--gan-loss", type=click.Choice(GAN_LOSSES))
+@option_from(TrainConfig, "gan_weight", "--gan-weight", type=float)
+@option_from(TrainConfig, "adaptive_max", "--adaptive-max", type=float)
+@option_from(TrainConfig, "gan_on_recon", "--gan-on-recon")
+@option_from(TrainConfig, "r1_gamma", "--r1", type=float)
+@option_from(TrainConfig, "diffaug", "--diffaug")
+@option_from(TrainConfig, "ema_decay", "--ema-decay", type=float)
+@option_from(TrainConfig, "amp", "--amp", type=click.Choice(AMP_CHOICES))
+@option_from(TrainConfig, "seed", "--seed", type=int)
+@option_from(TrainConfig, "checkpoint_every", "--checkpoint-every", type=int)
+@option_from(TrainConfig, "log_every", "--log-every", type=int)
 @click.option("--quiet", is_flag=True, help="No progress bar or log lines.")
-def train(**o) -> None:
+@click.pass_context
+def train(ctx: click.Context, out: Path, resume: Path | None, quiet: bool, **o: Any) -> None:
     """Train a VAE-GAN (or an ablation) and write a run directory.
 
     Scale out with `torchrun --nproc-per-node N -m vaegan train ...` (gloo on CPU, NCCL on CUDA).
     """
-    from vaegan.config import ModelConfig, RunConfig, TrainConfig
     from vaegan.trainer.loop import train as run_training
 
-    if o["resume"] is not None:
-        from vaegan.config import RunConfig as RC
-
-        cfg = RC.load(Path(o["resume"]) / "config.json")
-        for k in ("epochs", "lr", "lr_d"):
-            if o[k] is not None:
-                setattr(cfg.train, k, o[k])
-        out, resume = Path(o["resume"]), True
+    given = {k for k in o if ctx.get_parameter_source(k) is not click.core.ParameterSource.DEFAULT}
+    model_keys = {f.name for f in dataclasses.fields(ModelConfig)}
+    if resume is not None:
+        cfg = RunConfig.load(resume / "config.json")
+        fixed = sorted(given - RESUMABLE)
+        if fixed:
+            names = ", ".join("--" + k.replace("_", "-") for k in fixed)
+            _fail(
+                f"{names} cannot change when resuming {resume} (it keeps its data and model; it has "
+                f"--data {cfg.train.data}): drop {names}, or start a new run with --out"
+            )
+        for k in given:
+            setattr(cfg.train, k, o[k])
+        cfg.train.validate()
+        out, infer = resume, set()
     else:
-        mc = ModelConfig(
-            image_size=o["image_size"],
-            channels=o["channels"] or 1,
-            latent_dim=o["latent_dim"],
-            width=o["width"],
-        ).validate()
-        tc = TrainConfig(
-            data=o["data"],
-            mode=o["mode"],
-            epochs=o["epochs"] or 30,
-            batch_size=o["batch_size"],
-            lr=o["lr"] or 1e-3,
-            lr_d=o["lr_d"] or 1e-3,
-            kl_weight=o["kl_weight"],
-            gamma=o["gamma"],
-            gan_loss=o["gan_loss"],
-            adaptive_max=o["adaptive_max"],
-            adv_lr=o["adv_lr"] or o["lr"] or 1e-3,
-            gan_on_recon=o["gan_on_recon"],
-            gan_weight=o["gan_weight"],
-            r1_gamma=o["r1_gamma"],
-            diffaug=not o["no_diffaug"],
-            ema_decay=o["ema_decay"],
-            amp=o["amp"],
-            seed=o["seed"],
-            checkpoint_every=o["checkpoint_every"],
-            log_every=o["log_every"],
-            max_steps=o["max_steps"],
-        ).validate()
-        if o["gamma"] <= 0:
-            _fail(f"--gamma must be positive, got {o['gamma']}")
-        cfg, out, resume = RunConfig(model=mc, train=tc), o["out"], False
+        mc = ModelConfig(**{k: o[k] for k in model_keys if k in o and o[k] is not None})
+        tc = TrainConfig(**{k: v for k, v in o.items() if k not in model_keys}).validate()
+        cfg = RunConfig(model=mc, train=tc)
+        infer = {k for k in ("image_size", "channels") if o[k] is None}
         if (out / "train_state.pt").exists():
             _fail(f"{out} already holds a run: pass --resume {out} to continue it, or choose another --out")
-    if o["quiet"]:
+    if quiet:
         logging.getLogger("vaegan").setLevel(logging.WARNING)
-    res = run_training(cfg, out, resume=resume, progress=not o["quiet"], infer_channels=o["channels"] is None)
-    if int(__import__("os").environ.get("RANK", "0")) == 0:
+    res = run_training(cfg, out, resume=resume is not None, progress=not quiet, infer=infer)
+    if int(os.environ.get("RANK", "0")) == 0:
         click.echo(f"trained {res.step}/{res.total_steps} steps in {res.seconds:.0f}s -> {res.out}")
         click.echo(f"  weights:  {res.out / 'model.safetensors'}")
         click.echo(f"  samples:  {res.out / 'samples'}")
@@ -305,69 +277,30 @@ def eval_cmd(
     required=True,
     help="Artifact dir to write (replaced atomically when the export succeeds).",
 )
-@click.option(
-    "--precision",
-    "precisions",
-    callback=_csv(str),
-    default="fp32,fp16,int8",
-    show_default=True,
-    help="Comma-separated ONNX precisions; fp32 is always built (the reference).",
-)
-@click.option(
-    "--calib-samples",
-    type=int,
-    default=512,
-    show_default=True,
-    help="Calibration inputs for int8 and the fp16 guard.",
-)
-@click.option(
-    "--calib-method",
-    type=click.Choice(["minmax", "entropy", "percentile"]),
-    default="percentile",
-    show_default=True,
-    help="How int8 ranges are chosen from calibration activations.",
-)
-@click.option(
-    "--max-batch", type=int, default=64, show_default=True, help="Largest batch the engines accept."
-)
-@click.option("--opt-batch", type=int, default=8, show_default=True, help="Batch TensorRT tunes for.")
-@click.option(
-    "--trt", is_flag=True, help="Also build TensorRT engines (needs TensorRT 10/11 and an NVIDIA GPU)."
-)
-@click.option(
-    "--openvino", is_flag=True, help="Also write OpenVINO IR (fp32, fp16, and int8 from the same QDQ ONNX)."
-)
-@click.option("--triton", is_flag=True, help="Also write a Triton model repository under ART_DIR/triton.")
-@click.option(
-    "--strict",
-    is_flag=True,
-    help="Fail when fp16/int8 raise FD by more than --max-fd-increase, or an ONNX file breaks TensorRT's "
-    "import rules (without it: a warning, and the result is recorded in manifest.json).",
-)
-@click.option(
-    "--max-fd-increase",
-    type=float,
-    default=0.10,
-    show_default=True,
-    help="Tolerated relative FD increase vs fp32.",
-)
-@click.option("--quality-n", type=int, default=1000, show_default=True, help="Samples scored per precision.")
-@click.option("--force", is_flag=True, help="Replace an --out dir that holds another model's artifacts.")
-def export_cmd(run_dir: Path, out: Path, precisions, **o) -> None:
+@option_from(ExportOptions, "precisions", "--precision", callback=_csv(str), default=",".join(PRECISIONS))
+@option_from(ExportOptions, "calib_samples", "--calib-samples", type=int)
+@option_from(ExportOptions, "calib_method", "--calib-method", type=click.Choice(CALIBRATION_METHODS))
+@option_from(ExportOptions, "max_batch", "--max-batch", type=int)
+@option_from(ExportOptions, "opt_batch", "--opt-batch", type=int)
+@option_from(ExportOptions, "trt", "--trt")
+@option_from(ExportOptions, "openvino", "--openvino")
+@option_from(ExportOptions, "triton", "--triton")
+@option_from(ExportOptions, "strict", "--strict")
+@option_from(ExportOptions, "max_fd_increase", "--max-fd-increase", type=float)
+@option_from(ExportOptions, "quality_n", "--quality-n", type=int)
+@option_from(ExportOptions, "force", "--force")
+def export_cmd(run_dir: Path, out: Path, precisions: list[str], **o: Any) -> None:
     """Export a run dir to ONNX (fp32/fp16/int8), optionally OpenVINO, Triton and TensorRT.
 
     Every artifact is checked (fp32 against torch, within one grey level at batch 1, 7 and
-    --max-batch; fp16/int8 against fp32) and scored; manifest.json records it all.
+    --max-batch; fp16/int8 against fp32; every ONNX against TensorRT's import rules) and scored;
+    manifest.json records it all.
     """
-    from vaegan.export.pipeline import ExportOptions, export_run
+    from vaegan.export.pipeline import export_run
 
-    opts = ExportOptions(
-        precisions=sorted(set(precisions) | {"fp32"}, key=["fp32", "fp16", "int8"].index)
-        if all(p in ("fp32", "fp16", "int8") for p in precisions)
-        else precisions,
-        **o,
-    )
-    manifest = export_run(run_dir, out, opts)
+    if all(p in PRECISIONS for p in precisions):  # fp32 is the reference: always built, listed first
+        precisions = sorted(set(precisions) | {"fp32"}, key=PRECISIONS.index)
+    manifest = export_run(run_dir, out, ExportOptions(precisions=precisions, **o).validate())
     _print_manifest(manifest, out)
 
 
@@ -483,14 +416,14 @@ def _table(rows: list[tuple]) -> None:
 # ---------------------------------------------------------------------------------- sample/serve
 _backend_opt = click.option(
     "--backend",
-    type=click.Choice(["auto", "ort", "openvino", "tensorrt"]),
+    type=click.Choice(["auto", *BACKEND_NAMES]),
     default="auto",
     show_default=True,
     help="Engine; auto picks the best usable one and says why.",
 )
 _precision_opt = click.option(
     "--precision",
-    type=click.Choice(["fp32", "fp16", "int8"]),
+    type=click.Choice(PRECISIONS),
     default="fp32",
     show_default=True,
     help="Which exported precision to run.",
@@ -502,15 +435,20 @@ _device_opt = click.option(
 
 @cli.command()
 @click.argument("art_dir", type=click.Path(path_type=Path))
-@click.option("-n", "n", type=int, default=64, show_default=True, help="Number of samples.")
+@click.option("-n", "n", type=click.IntRange(min=1), default=64, show_default=True, help="Number of samples.")
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
     required=True,
-    help="FILE.png: a grid; FILE.npz: 'images' (uint8 NHWC) and 'z'; a directory: one PNG per image.",
+    help="FILE.png: a grid (at most 1024 images); FILE.npz: 'images' (uint8 NHWC) and 'z' (the latents "
+    "decoded); a directory: one PNG per image.",
 )
 @click.option(
-    "--seed", type=int, default=None, help="Seed for the latents (same seed, same images on every backend)."
+    "--seed",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Seed for the latents; omit it for new random ones. The same seed gives the same images on every "
+    "backend and batch size.",
 )
 @click.option("--temperature", type=float, default=1.0, show_default=True, help="Scale of the prior latents.")
 @click.option("--interpolate", is_flag=True, help="Write a strip interpolating between two seeded latents.")
@@ -544,8 +482,10 @@ def sample(
     from vaegan.core.io import atomic_write
     from vaegan.runtime.sampler import Sampler
 
+    if out.suffix not in (".png", ".npz", ""):
+        _fail(f"--out must end in .png or .npz, or be a directory (got {out.name})")
     s = Sampler.load(art_dir, backend=backend, precision=precision, device=device)
-    z = None
+    cols = None
     if reconstruct is not None:
         files = (
             [reconstruct]
@@ -559,72 +499,79 @@ def sample(
             originals = np.stack([load_image(p, h, c) for p in files])
         except OSError as e:
             _fail(f"cannot read an image under {reconstruct}: {e}")
-        images = np.stack([originals, s.reconstruct(originals)], 1).reshape(-1, *s.image_shape)
+        z = s.encode(originals)[0]
+        what = f"{len(files)} reconstructions (each beside its original)"
+        images = np.stack([originals, s.decode(z)], 1).reshape(-1, *s.image_shape)
         cols = 2 * min(8, len(files))
     elif interpolate:
         za, zb = s.latents(2, seed=seed)
-        images, cols = s.interpolate(za, zb, steps), steps
+        z = s.interpolation_latents(za, zb, steps)
+        images, cols, what = s.decode(z), steps, f"{steps} interpolation steps"
     else:
         z = s.latents(n, seed=seed, temperature=temperature)
-        images, cols = s.decode(z), None
+        images, what = _decode_with_progress(s, z), f"{n} images"
     if out.suffix == ".png":
-        save_grid(out, images, cols=cols)
+        if len(images) > GRID_MAX:
+            click.echo(
+                f"the grid shows the first {GRID_MAX} of {len(images)}: write .npz or a directory for all",
+                err=True,
+            )
+        save_grid(out, images[:GRID_MAX], cols=cols)
     elif out.suffix == ".npz":
         with atomic_write(out) as f:
-            np.savez(f, images=images, **({"z": z} if z is not None else {}))
-    elif out.suffix == "":
+            np.savez(f, images=images, z=z)
+    else:
         out.mkdir(parents=True, exist_ok=True)
         for i, img in enumerate(images):
             save_png(out / f"{i:05d}.png", img)
-    else:
-        _fail(f"--out must end in .png or .npz, or be a directory (got {out.name})")
     info = s.backend_info
     click.echo(
-        f"{len(images)} images -> {out}  [{info['backend']} {info['precision']} on "
-        f"{info['decoder']['device']}: {info['why']}]"
+        f"{what} -> {out}  [{info['backend']} {info['precision']} on {info['decoder']['device']}: {info['why']}]"
     )
+
+
+GRID_MAX = 1024  # images in one PNG grid: 1024 digits is already 1 MB; more is a file, not a picture
+
+
+def _decode_with_progress(s: Any, z: Any) -> Any:
+    """Sampler.decode in chunks, with a progress bar when it takes a while (on a terminal)."""
+    import numpy as np
+    from tqdm import tqdm
+
+    chunk = max(s.max_batch, 4096)
+    if len(z) <= chunk:
+        return s.decode(z)
+    out = np.empty((len(z), *s.image_shape), np.uint8)
+    with tqdm(total=len(z), unit="img", disable=not sys.stderr.isatty(), leave=False) as bar:
+        for i in range(0, len(z), chunk):
+            out[i : i + chunk] = s.decode(z[i : i + chunk])
+            bar.update(len(out[i : i + chunk]))
+    return out
 
 
 @cli.command()
 @click.argument("art_dir", type=click.Path(path_type=Path))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option("--port", type=int, default=8000, show_default=True)
-@click.option(
-    "--max-batch",
-    type=int,
-    default=None,
-    help="Rows merged per engine call (default: the export's max batch).",
-)
-@click.option(
-    "--max-delay-ms",
-    type=float,
-    default=0.0,
-    show_default=True,
-    help="How long a request may wait for company. 0: no waiting; requests that arrive while the "
-    "engine is busy are still merged into the next batch (Triton's default too).",
-)
-@click.option(
-    "--max-queue", type=int, default=64, show_default=True, help="Requests waiting before 503 + Retry-After."
-)
-@click.option("--max-n", type=int, default=1024, show_default=True, help="Largest n one request may ask for.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@option_from(ServeConfig, "max_batch", "--max-batch", type=int)
+@option_from(ServeConfig, "max_delay_ms", "--max-delay-ms", type=float)
+@option_from(ServeConfig, "max_queue", "--max-queue", type=int)
+@option_from(ServeConfig, "max_n", "--max-n", type=int)
 @_backend_opt
 @_precision_opt
 @_device_opt
 def serve(
-    art_dir: Path, host, port, max_batch, max_delay_ms, max_queue, max_n, backend, precision, device
+    art_dir: Path, host: str, port: int, backend: str, precision: str, device: str | None, **o: Any
 ) -> None:
     """Serve the model over HTTP: POST /v1/sample, POST /v1/reconstruct, GET /healthz, GET /metrics."""
+    cfg = ServeConfig(**o).validate()  # before loading anything: a bad flag is one line, at once
     try:
-        from vaegan.runtime.server import ServeConfig
         from vaegan.runtime.server import serve as run_server
     except ImportError as e:
         _fail(f"serving needs the serve extra ({e.name} missing): pip install 'vaegan[serve]'")
     from vaegan.runtime.sampler import Sampler
 
-    s = Sampler.load(art_dir, backend=backend, precision=precision, device=device, max_n=max_n)
-    cfg = ServeConfig(
-        max_batch=max_batch or s.max_batch, max_delay_ms=max_delay_ms, max_queue=max_queue, max_n=max_n
-    )
+    s = Sampler.load(art_dir, backend=backend, precision=precision, device=device, max_n=cfg.max_n)
     click.echo(
         f"serving {art_dir} on http://{host}:{port} ({s.backend_info['backend']} {precision}: "
         f"{s.backend_info['why']})",
@@ -634,81 +581,42 @@ def serve(
 
 
 # ----------------------------------------------------------------------------------------- bench
+def _output_file(flag: str, name: str, help: str):
+    return click.option(flag, name, type=click.Path(dir_okay=False, path_type=Path), default=None, help=help)
+
+
 @cli.command()
 @click.argument("art_dir", type=click.Path(path_type=Path))
-@click.option(
-    "--engine",
-    "engines",
-    callback=_csv(str),
-    default=",".join(
-        ["vaegan-ort", "vaegan-openvino", "vaegan-tensorrt", "ort-raw", "openvino-default", "torch-eager"]
-    ),
-    show_default=True,
-    help="Engines to compare: vaegan's runtime per backend and the peers on the same model.",
-)
-@click.option("--precision", "precisions", callback=_csv(str), default="fp32,int8", show_default=True)
-@click.option(
-    "--component",
-    "components",
-    callback=_csv(str),
-    default="decoder",
-    show_default=True,
-    help="decoder, encoder or both.",
-)
-@click.option("--batch", "batches", callback=_csv(int), default="1,8,64", show_default=True)
-@click.option("--warmup", type=int, default=10, show_default=True, help="Untimed calls before measuring.")
-@click.option(
-    "--iters", type=int, default=0, show_default=True, help="Timed calls per case (0: use --seconds)."
-)
-@click.option(
-    "--seconds", type=float, default=2.0, show_default=True, help="Time per engine and case, over all rounds."
-)
-@click.option(
-    "--rounds",
-    type=int,
-    default=3,
-    show_default=True,
-    help="Engines take turns this many times per case, so machine noise hits them all alike.",
-)
-@click.option("--threads", type=int, default=0, show_default=True, help="Engine threads (0: all cores).")
+@option_from(BenchConfig, "engines", "--engine", callback=_csv(str), default=",".join(ENGINES))
+@option_from(BenchConfig, "precisions", "--precision", callback=_csv(str), default="fp32,int8")
+@option_from(BenchConfig, "components", "--component", callback=_csv(str), default="decoder")
+@option_from(BenchConfig, "batches", "--batch", callback=_csv(int), default="1,8,64")
+@option_from(BenchConfig, "warmup", "--warmup", type=int)
+@option_from(BenchConfig, "iters", "--iters", type=int)
+@option_from(BenchConfig, "seconds", "--seconds", type=float)
+@option_from(BenchConfig, "rounds", "--rounds", type=int)
+@option_from(BenchConfig, "threads", "--threads", type=int)
+@option_from(BenchConfig, "peak", "--peak")
 @click.option(
     "--run-dir",
     type=click.Path(path_type=Path),
     default=None,
     help="Run dir for the PyTorch eager peer (default: the one recorded in the manifest).",
 )
-@click.option("--no-peak", is_flag=True, help="Skip the peak matmul measurement.")
-@click.option(
-    "--json",
-    "json_out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Write results as JSON (schema in docs/benchmarks.md).",
+@_output_file("--json", "json_out", "Write results as JSON (schema in docs/benchmarks.md).")
+@_output_file(
+    "--markdown",
+    "md_out",
+    "Write the table and this run's ratios as Markdown (what docs/benchmarks.md quotes).",
 )
-@click.option("--markdown", "md_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
-@click.option(
-    "--plot",
-    "plot_out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Throughput-vs-batch chart (PNG; needs matplotlib).",
-)
+@_output_file("--plot", "plot_out", "Throughput-vs-batch chart (PNG; needs matplotlib).")
 def bench(
     art_dir: Path,
-    engines,
-    precisions,
-    components,
-    batches,
-    warmup,
-    iters,
-    seconds,
-    rounds,
-    threads,
-    run_dir,
-    no_peak,
-    json_out,
-    md_out,
-    plot_out,
+    run_dir: Path | None,
+    json_out: Path | None,
+    md_out: Path | None,
+    plot_out: Path | None,
+    **o: Any,
 ) -> None:
     """Latency/throughput per engine x precision x batch, with peers and % of this machine's peak.
 
@@ -716,33 +624,11 @@ def bench(
     """
     from vaegan import bench as B
 
-    bad = [e for e in engines if e not in B.ENGINES]
-    if bad:
-        _fail(f"unknown engine {bad[0]!r}: choose from {', '.join(B.ENGINES)}")
-    if any(p not in ("fp32", "fp16", "int8") for p in precisions):
-        _fail("--precision takes fp32, fp16, int8")
-    if any(c not in ("decoder", "encoder") for c in components):
-        _fail("--component takes decoder, encoder")
-    if any(b < 1 or b > 65536 for b in batches):
-        _fail("--batch sizes must be between 1 and 65536")
-    if iters < 0 or seconds <= 0 or warmup < 0 or rounds < 1:
-        _fail("--iters and --warmup must be >= 0, --seconds > 0 and --rounds >= 1")
+    cfg = B.BenchConfig(**o).validate()
     if importlib.util.find_spec("onnx") is None:
         _fail("vaegan bench counts FLOPs with onnx, which is not installed: pip install 'vaegan[bench]'")
     if plot_out and importlib.util.find_spec("matplotlib") is None:
         _fail("--plot needs matplotlib: pip install 'vaegan[bench]'")
-    cfg = B.BenchConfig(
-        engines=engines,
-        precisions=precisions,
-        components=components,
-        batches=batches,
-        warmup=warmup,
-        iters=iters,
-        seconds=seconds,
-        rounds=rounds,
-        threads=threads,
-        peak=not no_peak,
-    )
     result = B.run_bench(art_dir, cfg, run_dir=run_dir, progress=True)
     click.echo(B.table(result))
     for r in result["rows"]:
@@ -790,11 +676,8 @@ def main() -> None:
         click.echo("vaegan: aborted", err=True)
         sys.exit(130)
     except click.exceptions.ClickException as e:
-        cmd = (
-            f"vaegan {e.ctx.info_name} --help"
-            if getattr(e, "ctx", None) and e.ctx.parent
-            else "vaegan --help"
-        )
+        ctx = getattr(e, "ctx", None)
+        cmd = f"vaegan {ctx.info_name} --help" if ctx is not None and ctx.parent else "vaegan --help"
         _fail(f"{e.format_message()} (see `{cmd}`)")
     except VaeganError as e:
         _fail(str(e))

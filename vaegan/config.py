@@ -9,20 +9,28 @@ from pathlib import Path
 from typing import Any
 
 from vaegan.core.errors import ConfigError
+from vaegan.core.manifest import PRECISIONS
 
 MODES = ("vae", "gan", "vaegan")
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 GAN_LOSSES = ("hinge", "bce")
 AMP_CHOICES = ("auto", "off", "bf16", "fp16")
+
+
+def opt(default: Any, help: str) -> Any:
+    """A dataclass field with its command-line help: the one place a default and its meaning live.
+    `vaegan`'s click options read both from here (cli.option_from)."""
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass
 class ModelConfig:
     """Everything needed to rebuild the networks."""
 
-    image_size: int = 32
-    channels: int = 1
-    latent_dim: int = 16
-    width: int = 16  # channels of the widest-resolution block; doubled at each halving
+    image_size: int = opt(32, "Square size, a power of two 16..128 (digits are upscaled to it).")
+    channels: int = opt(1, "1 (grey) or 3 (RGB).")
+    latent_dim: int = opt(16, "Size of z.")
+    width: int = opt(16, "Channels at full resolution (x2 per halving).")
     num_classes: int = 0  # labels seen in the data (0: unlabelled); used by evaluation only
 
     def validate(self) -> ModelConfig:
@@ -47,33 +55,46 @@ class ModelConfig:
 class TrainConfig:
     """The training recipe. Stages are fractions of the total step budget."""
 
-    data: str = "digits"
-    mode: str = "vaegan"
-    epochs: int = 30
-    batch_size: int = 32
-    lr: float = 1e-3
-    lr_d: float = 1e-3  # discriminator rate (it trains in the GAN stages only)
-    adv_lr: float = 1e-3  # encoder and decoder rate once the GAN is on (stages 2-3, mode gan)
+    data: str = opt(
+        "digits",
+        "'digits' (scikit-learn's bundled 8x8 digits, offline), an image folder (subfolders are labels) "
+        "or an .npz with uint8 'x' [N,H,W(,C)] and optional 'y'.",
+    )
+    mode: str = opt("vaegan", "vaegan: staged VAE-GAN; vae / gan: the ablations on the same budget.")
+    epochs: int = opt(30, "Passes over the training split.")
+    batch_size: int = opt(32, "Images per step per process.")
+    lr: float = opt(1e-3, "Encoder/decoder learning rate (Adam).")
+    lr_d: float = opt(1e-3, "Discriminator learning rate (D trains in the GAN stages only).")
+    adv_lr: float | None = opt(None, "Encoder and decoder learning rate once the GAN is on (default: --lr).")
     betas: tuple[float, float] = (0.5, 0.999)
-    kl_weight: float = 4.0  # beta on the KL prior term (KL summed over z, divided by pixel count)
-    gamma: float = 1.0  # weight of the reconstruction term for the decoder (Larsen's gamma)
+    kl_weight: float = opt(4.0, "Weight of the KL prior term (KL summed over z, divided by pixel count).")
+    gamma: float = opt(1.0, "Decoder's weight on reconstruction vs GAN (Larsen's gamma).")
     pixel_weight: float = 0.25  # the small pixel term beside the Dis_l feature term (GAN stages)
-    gan_loss: str = "hinge"
-    gan_weight: float = 1.0  # base GAN weight, scaled by the adaptive weight
+    gan_loss: str = opt("hinge", "GAN loss.")
+    gan_weight: float = opt(1.0, "Base GAN weight (x adaptive weight).")
     adaptive_gan_weight: bool = True
-    adaptive_max: float = 1.0  # clamp of the adaptive weight: GAN never outweighs reconstruction
-    gan_on_recon: bool = False  # Larsen also shows D reconstructions; prior samples alone measured better
-    r1_gamma: float = 0.0  # R1 penalty on D (spectral norm is on by default)
-    diffaug: bool = True
-    ema_decay: float = 0.999
+    adaptive_max: float = opt(
+        1.0, "Clamp of the adaptive GAN weight (gradient-norm ratio at the decoder's last layer)."
+    )
+    gan_on_recon: bool = opt(
+        False, "Also show D the reconstructions (Larsen et al.'s original); off: prior samples only."
+    )
+    r1_gamma: float = opt(0.0, "R1 penalty on D (0: off).")
+    diffaug: bool = opt(True, "DiffAugment on every image D sees.")
+    ema_decay: float = opt(0.999, "EMA of decoder weights (export uses it).")
     vae_fraction: float = 0.3  # stage 1: VAE pretraining
     adv_fraction: float = 0.2  # stage 2: adversarial warm-up (encoder frozen)
     val_fraction: float = 0.1
-    seed: int = 0
-    amp: str = "auto"
-    log_every: int = 20
-    checkpoint_every: int = 100  # steps; also at each epoch's end
-    max_steps: int = 0  # 0: epochs decide
+    seed: int = opt(0, "Seeds weights, noise and the train/val split.")
+    amp: str = opt("auto", "Mixed precision: auto = bf16/fp16 on CUDA, off on CPU.")
+    log_every: int = opt(20, "Steps between metrics.jsonl lines.")
+    checkpoint_every: int = opt(100, "Steps between checkpoints (also every epoch).")
+    max_steps: int = opt(0, "Stop after this many steps (0: epochs decide).")
+
+    @property
+    def gan_lr(self) -> float:
+        """The encoder/decoder rate in the GAN stages."""
+        return self.lr if self.adv_lr is None else self.adv_lr
 
     def validate(self) -> TrainConfig:
         if self.mode not in MODES:
@@ -84,10 +105,21 @@ class TrainConfig:
             raise ConfigError(f"unknown amp {self.amp!r}: choose one of {', '.join(AMP_CHOICES)}")
         if self.epochs < 1:
             raise ConfigError(f"epochs must be at least 1, got {self.epochs}")
+        if self.max_steps < 0:
+            raise ConfigError(f"max steps must be 0 (epochs decide) or positive, got {self.max_steps}")
         if self.batch_size < 2:
             raise ConfigError(f"batch size must be at least 2 (batch norm needs it), got {self.batch_size}")
-        if self.lr <= 0 or self.lr_d <= 0 or self.adv_lr <= 0:
-            raise ConfigError("learning rates must be positive")
+        for name in ("lr", "lr_d", "adv_lr"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ConfigError(f"{name.replace('_', ' ')} must be positive, got {value}")
+        if not self.gamma > 0:
+            raise ConfigError(f"gamma must be positive (the decoder divides by it), got {self.gamma}")
+        for name in ("kl_weight", "gan_weight", "adaptive_max", "r1_gamma"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(
+                    f"{name.replace('_', ' ')} must be zero or positive, got {getattr(self, name)}"
+                )
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema decay must be in [0, 1), got {self.ema_decay}")
         if not 0.0 < self.val_fraction < 0.5:
@@ -137,3 +169,84 @@ class RunConfig:
             raise ConfigError(f"{path} not found: is this a run directory written by `vaegan train`?") from e
         except json.JSONDecodeError as e:
             raise ConfigError(f"{path} is not valid JSON ({e}): the run dir is damaged") from e
+
+
+@dataclass
+class ExportOptions:
+    """`vaegan export`: what to build from a run dir, and how strictly to check it."""
+
+    precisions: list[str] = field(
+        default_factory=lambda: list(PRECISIONS),
+        metadata={"help": "Comma-separated ONNX precisions; fp32 is always built (the reference)."},
+    )
+    calib_samples: int = opt(512, "Calibration inputs for int8 and the fp16 guard.")
+    calib_method: str = opt("percentile", "How int8 ranges are chosen from calibration activations.")
+    max_batch: int = opt(64, "Largest batch the engines accept.")
+    opt_batch: int = opt(8, "Batch TensorRT tunes for.")
+    trt: bool = opt(False, "Also build TensorRT engines (needs TensorRT 10/11 and an NVIDIA GPU).")
+    openvino: bool = opt(False, "Also write OpenVINO IR (fp32, fp16, and int8 from the same QDQ ONNX).")
+    triton: bool = opt(False, "Also write a Triton model repository under ART_DIR/triton.")
+    strict: bool = opt(
+        False,
+        "Fail when fp16/int8 raise FD by more than --max-fd-increase, or an ONNX file breaks TensorRT's "
+        "import rules (without it: a warning, and the result is recorded in manifest.json).",
+    )
+    quality_n: int = opt(1000, "Samples scored per precision.")
+    max_fd_increase: float = opt(0.10, "Tolerated relative FD increase vs fp32.")
+    force: bool = opt(
+        False,
+        "Replace an --out dir that holds an earlier vaegan export (of this or another model). Anything "
+        "else in --out is never deleted.",
+    )
+    seed: int = 0
+
+    def validate(self) -> ExportOptions:
+        bad = [p for p in self.precisions if p not in PRECISIONS]
+        if bad or "fp32" not in self.precisions:
+            raise ConfigError(
+                f"--precision takes fp32,fp16,int8 (fp32 always included), got {','.join(self.precisions)}"
+            )
+        if not 1 <= self.opt_batch <= self.max_batch <= 4096:
+            raise ConfigError(
+                f"need 1 <= --opt-batch ({self.opt_batch}) <= --max-batch ({self.max_batch}) <= 4096"
+            )
+        if self.calib_samples < 16:
+            raise ConfigError(f"--calib-samples must be at least 16, got {self.calib_samples}")
+        if self.calib_method not in CALIBRATION_METHODS:
+            raise ConfigError(f"--calib-method must be one of {', '.join(CALIBRATION_METHODS)}")
+        if self.quality_n < 10:
+            raise ConfigError(f"--quality-n must be at least 10, got {self.quality_n}")
+        if not self.max_fd_increase >= 0:
+            raise ConfigError(f"--max-fd-increase must be zero or positive, got {self.max_fd_increase}")
+        return self
+
+
+@dataclass
+class ServeConfig:
+    """`vaegan serve`: batching, admission and request limits."""
+
+    max_batch: int | None = opt(None, "Rows merged per engine call (default: the export's max batch).")
+    max_delay_ms: float = opt(
+        0.0,
+        "How long a request may wait for company. 0: no waiting; requests that arrive while the engine is "
+        "busy are still merged into the next batch (Triton's default too).",
+    )
+    max_queue: int = opt(64, "Requests waiting before 503 + Retry-After.")
+    max_n: int = opt(1024, "Largest n one request may ask for.")
+    max_body_bytes: int = 4 << 20
+    request_timeout_s: float = 60.0
+
+    def validate(self) -> ServeConfig:
+        if self.max_batch is not None and not 1 <= self.max_batch <= 65536:
+            raise ConfigError(f"--max-batch must be between 1 and 65536, got {self.max_batch}")
+        if not 0 <= self.max_delay_ms <= 10_000:
+            raise ConfigError(f"--max-delay-ms must be between 0 and 10000, got {self.max_delay_ms}")
+        if self.max_queue < 1:
+            raise ConfigError(
+                f"--max-queue must be at least 1 (requests waiting before a 503), got {self.max_queue}"
+            )
+        if self.max_n < 1:
+            raise ConfigError(f"--max-n must be at least 1, got {self.max_n}")
+        if self.max_body_bytes < 1024 or not self.request_timeout_s > 0:
+            raise ConfigError("max_body_bytes must be at least 1024 and request_timeout_s positive")
+        return self

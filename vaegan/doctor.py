@@ -95,7 +95,9 @@ def machine_checks() -> list[Check]:
             Check("onnxruntime", False, "not installed", "pip install onnxruntime (or onnxruntime-gpu)")
         )
     if importlib.util.find_spec("openvino"):
-        import openvino as ov
+        from vaegan.runtime.backends.openvino import openvino_module
+
+        ov = openvino_module()
 
         out.append(
             Check("openvino", True, f"{ov.__version__}, devices: {', '.join(ov.Core().available_devices)}")

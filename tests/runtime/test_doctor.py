@@ -30,7 +30,6 @@ def test_doctor_on_a_usable_artifact_dir(art_dir):
 
 
 def test_doctor_fails_on_an_artifact_dir_of_only_tensorrt_engines(art_dir, tmp_path):
-    pytest.importorskip("numpy")
     try:
         import tensorrt  # noqa: F401
 

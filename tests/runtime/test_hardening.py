@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes, arrays
 
-from tests.runtime.reliability import record
+from tests.runtime.reliability import measured, tried
 from vaegan.core.errors import ArtifactError, InputError
 from vaegan.runtime import Sampler
 
@@ -24,7 +24,6 @@ SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=list(
 DTYPES = st.sampled_from(
     [np.uint8, np.int8, np.int32, np.int64, np.float16, np.float32, np.float64, np.bool_]
 )
-seen: Counter = Counter()
 
 
 @SETTINGS
@@ -35,7 +34,7 @@ seen: Counter = Counter()
     )
 )
 def test_decode_any_array(sampler, z):
-    seen["decode"] += 1
+    tried("runtime_api", "decode")
     try:
         out = sampler.decode(z)
     except InputError:
@@ -52,7 +51,7 @@ def test_decode_any_array(sampler, z):
     )
 )
 def test_decode_nan_inf_and_huge_latents(sampler, z):
-    seen["decode_values"] += 1
+    tried("runtime_api", "decode_values")
     if not np.isfinite(z.astype(np.float32)).all():
         with pytest.raises(InputError, match="NaN or inf"):
             sampler.decode(z)
@@ -64,7 +63,7 @@ def test_decode_nan_inf_and_huge_latents(sampler, z):
 @SETTINGS
 @given(arrays(DTYPES, array_shapes(min_dims=1, max_dims=5, min_side=0, max_side=20)))
 def test_encode_any_array(sampler, x):
-    seen["encode"] += 1
+    tried("runtime_api", "encode")
     try:
         mu, logvar = sampler.encode(x)
     except InputError:
@@ -85,17 +84,12 @@ def test_encode_any_array(sampler, x):
     st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-5, 50)),
 )
 def test_sample_any_arguments(sampler, n, seed, temperature):
-    seen["sample"] += 1
+    tried("runtime_api", "sample")
     try:
         out = sampler.sample(n, seed=seed, temperature=temperature)
     except InputError:
         return
     assert out.dtype == np.uint8 and 1 <= len(out) <= sampler.max_n
-
-
-def test_record_runtime_sweep():
-    record("runtime_api", **dict(seen))
-    assert sum(seen.values()) >= 4 * 50 or not seen  # run alongside the sweep above
 
 
 # ------------------------------------------------------------------------------ corrupted artifacts
@@ -118,6 +112,7 @@ CORRUPTIONS = {
 }
 
 
+@pytest.mark.reliability("artifacts", "corruption refused")
 @pytest.mark.parametrize("kind", list(CORRUPTIONS))
 def test_corrupted_artifact_is_refused_naming_the_file(art_copy, kind):
     name, corrupt, needle = CORRUPTIONS[kind]
@@ -128,6 +123,7 @@ def test_corrupted_artifact_is_refused_naming_the_file(art_copy, kind):
     assert name.split("/")[-1] in str(e.value)
 
 
+@pytest.mark.reliability("artifacts", "manifest edit refused")
 @pytest.mark.parametrize("edit", ["sha", "path", "truncate_json", "artifacts_not_a_list"])
 def test_edited_manifest_is_refused(art_copy, edit):
     p = art_copy / "manifest.json"
@@ -147,14 +143,9 @@ def test_edited_manifest_is_refused(art_copy, edit):
     assert ("decoder" in msg and "sha256" in msg) or "manifest" in msg
 
 
-def test_record_corruption_counts():
-    record("artifacts", corruptions=len(CORRUPTIONS), manifest_edits=4, refused=len(CORRUPTIONS) + 4)
-
-
 # --------------------------------------------------------------------------------------- HTTP API
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("starlette")
-http_seen: Counter = Counter()
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +180,7 @@ JSON_VALUES = st.recursive(
 )
 def test_sample_endpoint_any_json(http_url, body):
     r = httpx.post(f"{http_url}/v1/sample", content=json.dumps(body), timeout=30)
-    http_seen[f"json {r.status_code}"] += 1
+    tried("http_api", f"json {r.status_code}")
     assert r.status_code in (200, 400), r.text
     if r.status_code == 400:
         assert r.json()["error"]
@@ -199,7 +190,7 @@ def test_sample_endpoint_any_json(http_url, body):
 @given(st.binary(max_size=2048), st.sampled_from(["/v1/sample", "/v1/reconstruct"]))
 def test_any_bytes_to_any_endpoint(http_url, body, path):
     r = httpx.post(f"{http_url}{path}", content=body, timeout=30)
-    http_seen[f"bytes {r.status_code}"] += 1
+    tried("http_api", f"bytes {r.status_code}")
     assert r.status_code in (200, 400, 413), r.text
     if r.status_code != 200:
         assert r.json()["error"]
@@ -216,13 +207,12 @@ def test_reconstruct_any_png(http_url, w, h, mode):
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     r = httpx.post(f"{http_url}/v1/reconstruct", content=buf.getvalue(), timeout=30)
-    http_seen[f"png {r.status_code}"] += 1
+    tried("http_api", f"png {r.status_code}")
     assert r.status_code == 200, r.text
 
 
 def test_server_still_healthy_after_the_sweep(http_url):
     assert httpx.get(f"{http_url}/healthz").json()["status"] == "ok"
-    record("http_api", **dict(http_seen))
 
 
 # ------------------------------------------------------------------------- overload and SIGTERM
@@ -276,7 +266,7 @@ def test_overload_gets_fast_503s_and_sigterm_answers_accepted_requests(art_dir):
         assert proc.wait(60) in (0, -signal.SIGTERM)
         err = proc.stderr.read()
         assert "Application shutdown complete" in err and "Traceback" not in err
-        record(
+        measured(
             "overload",
             requests=len(results),
             completed=codes[200],

@@ -48,7 +48,7 @@ def append_line(path: str | Path, line: str) -> None:
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    rows = []
+    rows: list[dict[str, Any]] = []
     p = Path(path)
     if not p.exists():
         return rows

@@ -99,13 +99,18 @@ class Manifest:
         if not art_dir.is_dir():
             raise ArtifactError(f"{art_dir} is not a directory: pass the --out dir of `vaegan export`")
         if not path.exists():
-            raise ArtifactError(
-                f"{path} not found: export first with `vaegan export RUN_DIR --out {art_dir}`"
+            if (art_dir / "config.json").exists() and (art_dir / "model.safetensors").exists():
+                raise ArtifactMissing(
+                    f"{art_dir} is a training run dir, not an artifact dir: export it to a new directory "
+                    f"with `vaegan export {art_dir} --out artifacts/{art_dir.name}`, then pass that"
+                )
+            raise ArtifactMissing(
+                f"{path} not found: pass the --out dir of `vaegan export RUN_DIR --out ART_DIR`"
             )
         try:
             d = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ArtifactError(f"{path} is not valid JSON ({e}): re-export the artifacts") from e
+            raise ArtifactCorrupt(f"{path} is not valid JSON ({e}): re-export the artifacts") from e
         if not isinstance(d, dict):
             raise ArtifactError(f"{path} is not a vaegan manifest: re-export the artifacts")
         version = d.get("schema_version")
@@ -122,7 +127,7 @@ class Manifest:
             d["artifacts"] = [Artifact.from_dict(a) for a in d["artifacts"]]
             return cls(**d)
         except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise ArtifactError(f"{path} is malformed ({e}): re-export the artifacts") from e
+            raise ArtifactCorrupt(f"{path} is malformed ({e}): re-export the artifacts") from e
 
 
 def sha256_file(path: Path) -> str:

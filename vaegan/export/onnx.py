@@ -15,6 +15,7 @@ import json
 import logging
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -69,6 +70,8 @@ def export_onnx(graph: nn.Module, example: torch.Tensor, component: str, path: P
             optimize=True,
         )
     quiet.setLevel(level)
+    if program is None:
+        raise ExportError(f"torch.onnx.export returned no program for the {component}")
     model = program.model_proto
     for k, v in metadata.items():
         model.metadata_props.append(
@@ -81,42 +84,32 @@ def export_onnx(graph: nn.Module, example: torch.Tensor, component: str, path: P
     write_bytes(path, model.SerializeToString())
 
 
-def ort_session(path: Path, threads: int = 0):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    if threads:
-        so.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-
-
 def check_parity(
     graph: nn.Module,
-    path: Path,
+    runner: Any,
+    name: str,
     component: str,
-    image_shape,
+    image_shape: tuple[int, int, int],
     latent_dim: int,
     batches: list[int],
     seed: int = 0,
 ) -> dict:
-    """ONNX Runtime vs torch on fresh random inputs at each batch size.
+    """The exported file, run by the runtime's runner, vs torch on fresh random inputs per batch size.
 
     decoder: max |uint8 difference| must be <= 1 grey level. encoder: max |mu difference| is recorded
     (it feeds the decoder, whose output parity is what users see).
     """
-    sess = ort_session(path)
     g = torch.Generator().manual_seed(seed)
     worst, per_batch = 0.0, {}
     for b in batches:
         if component == "decoder":
             x = torch.randn(b, latent_dim, generator=g)
             ref = graph(x).numpy().astype(np.int32)
-            got = sess.run(None, {"z": x.numpy()})[0].astype(np.int32)
+            got = runner.run(x.numpy())[0].astype(np.int32)
         else:
             x = torch.randint(0, 256, (b, *image_shape), generator=g, dtype=torch.uint8)
             ref = graph(x)[0].detach().numpy()
-            got = sess.run(None, {"images": x.numpy()})[0]
+            got = runner.run(x.numpy())[0]
         err = float(np.abs(ref - got).max())
         per_batch[str(b)] = err
         worst = max(worst, err)
@@ -129,11 +122,11 @@ def check_parity(
     }
     if component == "decoder" and worst > 1:
         raise ExportError(
-            f"{path.name} differs from the torch decoder by {worst:.0f} grey levels (limit 1): the ONNX graph "
+            f"{name} differs from the torch decoder by {worst:.0f} grey levels (limit 1): the ONNX graph "
             "is wrong; report this with the run's config.json"
         )
     if component == "encoder" and worst > 1e-2:
-        raise ExportError(f"{path.name} differs from the torch encoder by {worst:.3g} in mu (limit 1e-2)")
+        raise ExportError(f"{name} differs from the torch encoder by {worst:.3g} in mu (limit 1e-2)")
     return result
 
 

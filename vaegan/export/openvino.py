@@ -13,33 +13,20 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
-
 from vaegan.core.errors import BackendUnavailable
-from vaegan.runtime.backends.openvino import inference_precision
+from vaegan.runtime.backends.openvino import openvino_module
 
 log = logging.getLogger(__name__)
 
 
 def _ov():
     try:
-        import openvino as ov
-    except ImportError as e:
+        return openvino_module()
+    except BackendUnavailable as e:
         raise BackendUnavailable("--openvino needs OpenVINO: pip install 'vaegan[openvino]'") from e
-    return ov
 
 
 def export_ir(onnx_path: Path, xml_path: Path, half: bool = False) -> None:
     ov = _ov()
     model = ov.convert_model(str(onnx_path))
     ov.save_model(model, str(xml_path), compress_to_fp16=half)
-
-
-def run_ir(xml_path: Path, feed: np.ndarray, precision: str) -> list[np.ndarray]:
-    """Outputs of an IR on the CPU for one input array, compiled as the runtime compiles it."""
-    ov = _ov()
-    core = ov.Core()
-    hint = inference_precision(core, "CPU", precision)
-    compiled = core.compile_model(str(xml_path), "CPU", {"INFERENCE_PRECISION_HINT": hint} if hint else {})
-    result = compiled(feed)
-    return [result[o] for o in compiled.outputs]

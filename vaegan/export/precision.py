@@ -22,8 +22,6 @@ import onnx
 
 log = logging.getLogger(__name__)
 
-CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
-
 
 def io_nodes(model: onnx.ModelProto) -> list[str]:
     """Pre-processing nodes before the first Conv/Gemm and post-processing nodes after the last Tanh."""

@@ -120,6 +120,7 @@ class MicroBatcher:
         carry: _Request | None = None  # a request that did not fit the last batch
         stopping = False  # close() was called: answer what is queued, then exit
         while True:
+            first: _Request | None
             if carry is not None:
                 first, carry = carry, None
             else:

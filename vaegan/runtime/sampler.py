@@ -247,6 +247,10 @@ class Sampler:
 
     def interpolate(self, a: Any, b: Any, steps: int = 8) -> np.ndarray:
         """Images along the spherical path between a and b (latents [Z] or uint8 images [H,W,C])."""
+        return self.decode(self.interpolation_latents(a, b, steps))
+
+    def interpolation_latents(self, a: Any, b: Any, steps: int = 8) -> np.ndarray:
+        """The latents `interpolate` decodes: `steps` points on the spherical path from a to b."""
         if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or not 2 <= steps <= 1024:
             raise InputError(f"steps must be an integer in [2, 1024], got {steps!r}")
         za, zb = (self._as_latent(v) for v in (a, b))
@@ -257,7 +261,7 @@ class Sampler:
             z = (1 - t) * za + t * zb
         else:
             z = (np.sin((1 - t) * omega) * za + np.sin(t * omega) * zb) / np.sin(omega)
-        return self.decode(z.astype(np.float32))
+        return z.astype(np.float32)
 
     def _as_latent(self, v: Any) -> np.ndarray:
         v = np.asarray(v)

@@ -14,30 +14,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import io
 import json
 import logging
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
+from vaegan.config import ServeConfig
 from vaegan.core.errors import InputError, Overloaded, VaeganError
 from vaegan.core.images import grid, to_pil
 from vaegan.runtime.batcher import BatcherClosed, MicroBatcher
 from vaegan.runtime.sampler import Sampler
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class ServeConfig:
-    max_batch: int = 64
-    max_delay_ms: float = 0.0  # merge what queued while the engine ran; never wait when it is idle
-    max_queue: int = 64
-    max_n: int = 1024
-    max_body_bytes: int = 4 << 20
-    request_timeout_s: float = 60.0
 
 
 def _metrics():
@@ -71,7 +62,9 @@ def create_app(sampler: Sampler, cfg: ServeConfig | None = None):
     from starlette.responses import JSONResponse, PlainTextResponse, Response
     from starlette.routing import Route
 
-    cfg = cfg or ServeConfig()
+    cfg = dataclasses.replace(cfg or ServeConfig()).validate()
+    if cfg.max_batch is None:
+        cfg.max_batch = sampler.max_batch
     registry, m = _metrics()
 
     def on_batch(rows: int, seconds: float) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from vaegan.core.errors import DataError
+from vaegan.core.errors import ConfigError, DataError
 from vaegan.core.images import IMAGE_SUFFIXES, PIXEL_SCALE, fit_image
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def load_digits_dataset(size: int, channels: int = 1) -> Dataset:
     )
 
 
-def load_image_folder(root: Path, size: int, channels: int | None) -> Dataset:
+def load_image_folder(root: Path, size: int | None, channels: int | None) -> Dataset:
     """Recursive; the first path component under root is the label. Unreadable files are skipped."""
     files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
     if not files:
@@ -98,8 +98,24 @@ def load_image_folder(root: Path, size: int, channels: int | None) -> Dataset:
         raise DataError(
             f"{root} holds no readable images ({len(skipped)} files skipped): use PNG, JPEG or BMP"
         )
+    sizes = {img.size for img, _ in opened}
+    modes = {img.mode for img, _ in opened}
+    if size is None:
+        size = native_size(sizes, str(root))
     if channels is None:
-        channels = 1 if all(img.mode in ("L", "1", "I", "I;16", "LA") for img, _ in opened) else 3
+        channels = 1 if all(m in ("L", "1", "I", "I;16", "LA") for m in modes) else 3
+    if len(sizes) > 1 or len(modes) > 1:  # said once, not per file
+        log.warning(
+            "%s: %d images in %d sizes and %d modes (%s); all centre-cropped and resized to %dx%d, %s",
+            root,
+            len(opened),
+            len(sizes),
+            len(modes),
+            ", ".join(sorted(modes)),
+            size,
+            size,
+            "grey" if channels == 1 else "RGB",
+        )
     images = np.stack([fit_image(img, size, channels) for img, _ in opened])
     labels = None
     if labelled:
@@ -108,7 +124,7 @@ def load_image_folder(root: Path, size: int, channels: int | None) -> Dataset:
     return Dataset(images, labels, class_names, str(root), skipped)
 
 
-def load_npz(path: Path, size: int, channels: int | None) -> Dataset:
+def load_npz(path: Path, size: int | None, channels: int | None) -> Dataset:
     try:
         with np.load(path, allow_pickle=False) as z:
             if "x" not in z:
@@ -124,6 +140,8 @@ def load_npz(path: Path, size: int, channels: int | None) -> Dataset:
         raise DataError(f"{path}: 'x' must be [N,H,W] or [N,H,W,C] with C 1 or 3 and N > 0, got {x.shape}")
     if y is not None and (y.ndim != 1 or len(y) != len(x)):
         raise DataError(f"{path}: 'y' must be one label per image, got shape {y.shape} for {len(x)} images")
+    if size is None:
+        size = native_size({(x.shape[2], x.shape[1])}, str(path))
     channels = channels or x.shape[-1]
     if x.shape[-1] != channels:
         x = x.repeat(3, axis=-1) if channels == 3 else x.mean(-1, keepdims=True).round().astype(np.uint8)
@@ -135,10 +153,32 @@ def load_npz(path: Path, size: int, channels: int | None) -> Dataset:
     return Dataset(_resize_array(x, size, channels), labels, names, str(path))
 
 
-def load_dataset(spec: str, size: int, channels: int | None = None) -> Dataset:
-    """`digits`, a directory of images, or an .npz file."""
+def native_size(sizes: set[tuple[int, int]], source: str) -> int:
+    """The image size to train at when none is given: the images' own, if they are all one square of
+    a size the model takes; otherwise a one-line DataError that asks for --image-size."""
+    from vaegan.config import ModelConfig
+
+    if len(sizes) == 1:
+        ((w, h),) = sizes
+        if w == h:
+            try:
+                return ModelConfig(image_size=w).validate().image_size
+            except ConfigError:
+                pass
+    shown = ", ".join(f"{w}x{h}" for w, h in sorted(sizes)[:4]) + (" ..." if len(sizes) > 4 else "")
+    raise DataError(
+        f"{source} holds {shown} images, not one square of a power of two from 16 to 128: pass --image-size "
+        "to centre-crop and resize them to it"
+    )
+
+
+def load_dataset(spec: str, size: int | None, channels: int | None = None) -> Dataset:
+    """`digits`, a directory of images, or an .npz file. size None: the images' own (native_size);
+    digits, which are 8x8, are upscaled to the model's default size."""
     if spec == "digits":
-        return load_digits_dataset(size, channels or 1)
+        from vaegan.config import ModelConfig
+
+        return load_digits_dataset(size or ModelConfig().image_size, channels or 1)
     path = Path(spec)
     if path.is_dir():
         return load_image_folder(path, size, channels)

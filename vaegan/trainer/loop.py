@@ -21,7 +21,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -134,11 +134,16 @@ class _Progress:
 
 
 def train(
-    cfg: RunConfig, out: str | Path, resume: bool = False, progress: bool = True, infer_channels: bool = False
+    cfg: RunConfig,
+    out: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    infer: set[str] | frozenset[str] = frozenset(),
 ) -> TrainResult:
     """Train per `cfg` into `out`. With resume, continue from out/train_state.pt.
 
-    infer_channels: take the channel count from the data (grey folder -> 1, colour -> 3).
+    infer: model fields to take from the data instead of cfg: "channels" (grey folder -> 1, colour
+    -> 3) and "image_size" (the images' own square size; refused with one line if there is none).
     """
     out = Path(out)
     tc, mc = cfg.train.validate(), cfg.model
@@ -152,8 +157,13 @@ def train(
     is_main = rank == 0
 
     # ---- data
-    data = load_dataset(tc.data, mc.image_size, None if infer_channels and not resume else mc.channels)
-    mc.channels = data.images.shape[-1]
+    infer = frozenset() if resume else frozenset(infer)
+    data = load_dataset(
+        tc.data,
+        None if "image_size" in infer else mc.image_size,
+        None if "channels" in infer else mc.channels,
+    )
+    mc.image_size, mc.channels = data.images.shape[1], data.images.shape[-1]
     mc.num_classes = len(data.class_names)
     mc.validate()
     cfg.data_key, cfg.class_names, cfg.vaegan_version = data.key, data.class_names, __version__
@@ -176,6 +186,10 @@ def train(
     opt_g = torch.optim.Adam(m.decoder.parameters(), lr=tc.lr, betas=tc.betas)
     opt_d = torch.optim.Adam(m.discriminator.parameters(), lr=tc.lr_d, betas=tc.betas)
     ema = AveragedModel(m.decoder, avg_fn=_ema_avg(tc.ema_decay), use_buffers=True)
+
+    def ema_decoder() -> Decoder:
+        return cast(Decoder, ema.module)
+
     start = 0
     if resume and not (out / ckpt.STATE).exists():
         log.info("%s has no checkpoint yet (killed before the first one): starting from step 0", out)
@@ -238,14 +252,14 @@ def train(
     def save(step: int) -> None:
         st = state_dict(step)  # every rank joins the gather
         if is_main:
-            ckpt.save_run(out, cfg, m, ema.module, st)
+            ckpt.save_run(out, cfg, m, ema_decoder(), st)
         if world > 1:
             dist.barrier()
 
     def write_samples(epoch: int) -> None:
         if not is_main:
             return
-        dec: Decoder = ema.module
+        dec = ema_decoder()
         was = m.encoder.training
         dec.eval()
         m.encoder.eval()
@@ -261,7 +275,8 @@ def train(
     # ---- loop
     bar = _Progress(total, start, progress and is_main)
     params_e, params_g, params_d = (list(n.parameters()) for n in (m.encoder, m.decoder, m.discriminator))
-    t0, t_log, last = time.time(), time.time(), {}
+    t0, t_log = time.time(), time.time()
+    last: dict[str, float] = {}
     m.train()
     step = start
     try:
@@ -277,7 +292,7 @@ def train(
             # (docs/quality.md). D trains in the GAN stages only, always at lr_d.
             for opt in (opt_e, opt_g):
                 for group in opt.param_groups:
-                    group["lr"] = tc.adv_lr if use_gan else tc.lr
+                    group["lr"] = tc.gan_lr if use_gan else tc.lr
             train_encoder = stage in ("vae", "joint")
             z_prior = torch.randn(x.shape[0], mc.latent_dim, device=device)
 
@@ -302,7 +317,7 @@ def train(
                     if use_gan:
                         z_rec = z if tc.gan_on_recon else None
                         gan, fake = generator_gan_loss(m, z_rec, z_prior, tc.gan_loss, tc.diffaug)
-                        w = tc.gan_weight
+                        w: float | torch.Tensor = tc.gan_weight
                         if tc.adaptive_gan_weight:
                             w = w * adaptive_weight(losses["rec"], gan, m.decoder.last_layer).clamp(
                                 max=tc.adaptive_max
@@ -336,7 +351,7 @@ def train(
             step += 1
 
             log_now = step % tc.log_every == 0 or step == total
-            row = {"step": step, "total_steps": total, "epoch": epoch, "stage": stage}
+            row: dict[str, Any] = {"step": step, "total_steps": total, "epoch": epoch, "stage": stage}
             if log_now or bar.bar is not None:
                 row |= {f"loss_{k}": float(v.detach()) for k, v in losses.items() if k != "total"}
                 row["loss_total"] = float(g_total.detach())
@@ -344,7 +359,7 @@ def train(
             if log_now:
                 t_log = time.time()
                 row["time_s"] = round(time.time() - t0, 2)
-                last = {k: v for k, v in row.items() if k.startswith("loss_")}
+                last = {k: float(v) for k, v in row.items() if k.startswith("loss_")}
                 if is_main:
                     append_line(out / "metrics.jsonl", json.dumps(row))
             bar.update(row, log_now)

@@ -191,7 +191,8 @@ def score_images(images: np.ndarray, reference: Dataset, clf: Classifier, k: int
     f_fake, pred = clf.features_and_classes(images)
     out = {"fd": frechet_distance(f_real, f_fake)}
     out |= prdc(f_real, f_fake, k)
-    out |= class_stats(pred, reference.labels, len(reference.class_names))
+    if reference.labels is not None:
+        out |= class_stats(pred, reference.labels, len(reference.class_names))
     return out
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,6 +30,8 @@ def inference_precision(core, device: str, precision: str) -> str:
 
 
 def openvino_module():
+    """`import openvino`, or BackendUnavailable saying how to install it. Its telemetry is already off
+    (vaegan/__init__.py: importing openvino would otherwise write ~/intel/)."""
     try:
         import openvino as ov
     except ImportError as e:
@@ -41,14 +44,23 @@ class OpenVinoRunner(Runner):
         ov = openvino_module()
         core = ov.Core()
         dev = (device or "CPU").upper()
-        if dev in ("AUTO", "CPU") and "CPU" not in core.available_devices:
-            raise BackendUnavailable(f"OpenVINO sees no CPU device (has {core.available_devices})")
-        config = {"PERFORMANCE_HINT": hint}
+        have = core.available_devices
+        base = dev.split(":")[0].split(".")[0]
+        if base not in ("AUTO", "MULTI", "HETERO") and not any(d.split(".")[0] == base for d in have):
+            raise BackendUnavailable(
+                f"OpenVINO has no {dev} device here (available: {', '.join(have) or 'none'}): pick --device "
+                f"{have[0] if have else 'CPU'}, or install the {base} driver (docs/deploying.md)"
+            )
+        config: dict[str, Any] = {"PERFORMANCE_HINT": hint}
         if precision_hint := inference_precision(core, dev, artifact.precision):
             config["INFERENCE_PRECISION_HINT"] = precision_hint
         if threads and dev == "CPU":
             config["INFERENCE_NUM_THREADS"] = threads
-        self.compiled = core.compile_model(str(path), dev, config)
+        try:
+            self.compiled = core.compile_model(str(path), dev, config)
+        except RuntimeError as e:  # a device that is listed but cannot take this model
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise BackendUnavailable(f"OpenVINO could not compile {path.name} for {dev}: {first}") from e
         self._local = threading.local()  # an infer request per calling thread
         self.input_name = self.compiled.inputs[0].get_any_name()
         self.output_names = [o.get_any_name() for o in self.compiled.outputs]

@@ -30,7 +30,7 @@ def pick_provider(device: str | None) -> str:
         "cuda": "CUDAExecutionProvider",
         "tensorrt": "TensorrtExecutionProvider",
     }
-    p = wanted.get(str(device).lower(), device)
+    p = wanted.get(str(device).lower(), str(device))
     if p not in avail:
         raise BackendUnavailable(
             f"ONNX Runtime has no {p} here (available: {', '.join(avail)}): install onnxruntime-gpu for CUDA, "

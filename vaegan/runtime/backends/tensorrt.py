@@ -7,6 +7,7 @@ set_input_shape, set_tensor_address, execute_async_v3).
 
 from __future__ import annotations
 
+import ctypes
 import threading
 from pathlib import Path
 
@@ -159,7 +160,7 @@ class TensorRTRunner(Runner):
             nbytes = int(np.prod(shape)) * dtype.itemsize
             dev = _check(cudart.cudaMalloc(nbytes))
             host_ptr = _check(cudart.cudaMallocHost(nbytes))
-            host = np.ctypeslib.as_array((np.ctypeslib.ctypes.c_byte * nbytes).from_address(int(host_ptr)))
+            host = np.ctypeslib.as_array((ctypes.c_byte * nbytes).from_address(int(host_ptr)))
             self.buffers[n] = (int(dev), host.view(dtype).reshape(shape))
             self.context.set_tensor_address(n, int(dev))
         self.info = RunnerInfo(
