@@ -557,14 +557,32 @@ def _decode_with_progress(s: Any, z: Any) -> Any:
 @option_from(ServeConfig, "max_delay_ms", "--max-delay-ms", type=float)
 @option_from(ServeConfig, "max_queue", "--max-queue", type=int)
 @option_from(ServeConfig, "max_n", "--max-n", type=int)
+@option_from(ServeConfig, "max_decoding", "--max-decoding", type=int)
+@option_from(ServeConfig, "max_connections", "--max-connections", type=int)
+@option_from(ServeConfig, "header_timeout_s", "--header-timeout", type=float)
+@option_from(ServeConfig, "body_timeout_s", "--body-timeout", type=float)
+@option_from(ServeConfig, "keep_alive_s", "--keep-alive", type=float)
+@option_from(ServeConfig, "token", "--token", type=str)
 @_backend_opt
 @_precision_opt
 @_device_opt
 def serve(
     art_dir: Path, host: str, port: int, backend: str, precision: str, device: str | None, **o: Any
 ) -> None:
-    """Serve the model over HTTP: POST /v1/sample, POST /v1/reconstruct, GET /healthz, GET /metrics."""
+    """Serve the model over HTTP: POST /v1/sample, POST /v1/reconstruct, GET /healthz, GET /metrics.
+
+    Listens on 127.0.0.1 unless --host says otherwise. Before exposing it (--host 0.0.0.0), set a
+    token (--token or $VAEGAN_TOKEN) and put a TLS reverse proxy in front (docs/deploying.md).
+    """
+    if o["token"] is None and os.environ.get("VAEGAN_TOKEN"):
+        o["token"] = os.environ["VAEGAN_TOKEN"]
     cfg = ServeConfig(**o).validate()  # before loading anything: a bad flag is one line, at once
+    if host not in ("127.0.0.1", "localhost", "::1") and cfg.token is None:
+        click.echo(
+            f"warning: serving on {host} with no token: anyone who reaches this port can use it and read "
+            "/metrics; set --token or VAEGAN_TOKEN and put TLS in front (docs/deploying.md)",
+            err=True,
+        )
     try:
         from vaegan.runtime.server import serve as run_server
     except ImportError as e:
@@ -655,11 +673,14 @@ def bench(
 def doctor(art_dir: Path | None, as_json: bool) -> None:
     """What this machine can run; with ART_DIR, which artifacts load here, why not, and the fix.
 
-    Exit code 0 when ART_DIR has at least one usable decoder here (or no ART_DIR given), 1 otherwise.
+    Exit code 0 when ART_DIR has at least one usable decoder here (or no ART_DIR given), 1 when none
+    is, 2 when ART_DIR is not a readable artifact dir (its manifest is missing or invalid).
     """
     from vaegan.doctor import format_report, run_doctor
 
     report = run_doctor(art_dir)
+    if report.error and not as_json:  # the artifact dir itself is unreadable: that one line is the answer
+        _fail(report.error)
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else format_report(report))
     if not report.ok:
         sys.exit(1)

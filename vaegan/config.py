@@ -223,7 +223,7 @@ class ExportOptions:
 
 @dataclass
 class ServeConfig:
-    """`vaegan serve`: batching, admission and request limits."""
+    """`vaegan serve`: batching, admission, request limits and who may call it."""
 
     max_batch: int | None = opt(None, "Rows merged per engine call (default: the export's max batch).")
     max_delay_ms: float = opt(
@@ -231,8 +231,26 @@ class ServeConfig:
         "How long a request may wait for company. 0: no waiting; requests that arrive while the engine is "
         "busy are still merged into the next batch (Triton's default too).",
     )
-    max_queue: int = opt(64, "Requests waiting before 503 + Retry-After.")
-    max_n: int = opt(1024, "Largest n one request may ask for.")
+    max_queue: int = opt(
+        2048,
+        "Images waiting for the engine before a request gets 503 + Retry-After (counted in images, so "
+        "one n=1024 request weighs what 1024 n=1 requests do).",
+    )
+    max_n: int = opt(1024, "Largest n one request may ask for (at most --max-queue).")
+    max_decoding: int = opt(
+        4, "Uploaded images being decoded or waiting to be, before /v1/reconstruct gets 503 + Retry-After."
+    )
+    max_connections: int = opt(512, "Open connections; more are closed at once.")
+    header_timeout_s: float = opt(
+        10.0, "A connection that has not sent a whole request head by then is closed."
+    )
+    body_timeout_s: float = opt(30.0, "A request body not received by then gets 408.")
+    keep_alive_s: float = opt(5.0, "Idle keep-alive connections are closed after this long.")
+    token: str | None = opt(
+        None,
+        "Require `Authorization: Bearer TOKEN` on every endpoint but /healthz (default: $VAEGAN_TOKEN, "
+        "else open). Use TLS in front (docs/deploying.md): a token in clear text is readable on the wire.",
+    )
     max_body_bytes: int = 4 << 20
     request_timeout_s: float = 60.0
 
@@ -243,10 +261,20 @@ class ServeConfig:
             raise ConfigError(f"--max-delay-ms must be between 0 and 10000, got {self.max_delay_ms}")
         if self.max_queue < 1:
             raise ConfigError(
-                f"--max-queue must be at least 1 (requests waiting before a 503), got {self.max_queue}"
+                f"--max-queue must be at least 1 (images waiting before a 503), got {self.max_queue}"
             )
-        if self.max_n < 1:
-            raise ConfigError(f"--max-n must be at least 1, got {self.max_n}")
-        if self.max_body_bytes < 1024 or not self.request_timeout_s > 0:
-            raise ConfigError("max_body_bytes must be at least 1024 and request_timeout_s positive")
+        if not 1 <= self.max_n <= self.max_queue:
+            raise ConfigError(
+                f"--max-n must be between 1 and --max-queue ({self.max_queue}): a larger request could never "
+                f"be admitted; got {self.max_n}"
+            )
+        if self.max_decoding < 1 or self.max_connections < 1:
+            raise ConfigError("--max-decoding and --max-connections must be at least 1")
+        for name in ("header_timeout_s", "body_timeout_s", "keep_alive_s", "request_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if self.token is not None and len(self.token) < 16:
+            raise ConfigError("--token must be at least 16 characters (e.g. `openssl rand -hex 24`)")
+        if self.max_body_bytes < 1024:
+            raise ConfigError("max_body_bytes must be at least 1024")
         return self

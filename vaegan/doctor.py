@@ -172,7 +172,7 @@ def machine_checks() -> list[Check]:
 
 
 def check_artifacts(art_dir: Path) -> tuple[list[ArtifactCheck], list[str]]:
-    from vaegan.core.manifest import Manifest, verify
+    from vaegan.core.manifest import Manifest, read_verified
     from vaegan.runtime.backends import BACKEND_OF, load_runner
 
     m = Manifest.load(art_dir)
@@ -182,8 +182,7 @@ def check_artifacts(art_dir: Path) -> tuple[list[ArtifactCheck], list[str]]:
         if a.conformance:
             c.tensorrt_import = _conformance_summary(a.conformance)
         try:
-            path = verify(art_dir, a)
-            runner = load_runner(BACKEND_OF[a.format], path, a, None, 1)
+            runner = load_runner(BACKEND_OF[a.format], read_verified(art_dir, a), a, None, 1)
             runner.close()
             c.loadable = True
             if a.component == "decoder":

@@ -17,12 +17,17 @@ def free_port() -> int:
 
 
 class LiveServer:
-    def __init__(self, app):
+    """The app under the same uvicorn configuration `vaegan serve` uses (timeouts, connection cap)."""
+
+    def __init__(self, app, cfg=None):
         import uvicorn
+
+        from vaegan.config import ServeConfig
+        from vaegan.runtime.server import uvicorn_config
 
         self.port = free_port()
         self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+            uvicorn_config(app, "127.0.0.1", self.port, cfg or ServeConfig(), log_level="warning")
         )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

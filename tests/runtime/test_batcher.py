@@ -107,3 +107,37 @@ def test_oversized_request_runs_alone():
     with MicroBatcher(_double, max_batch=4, max_delay_ms=1) as b:
         y = b(np.ones((10, 2)), timeout=5)
     assert y.shape == (10, 2) and (y == 2).all()
+
+
+def test_a_cheap_request_does_not_wait_behind_an_expensive_one():
+    """One big request is run chunk by chunk; a request for one row joins the next batch."""
+    order = []
+
+    def fn(x):
+        order.append(len(x))
+        time.sleep(0.01)
+        return x * 2
+
+    with MicroBatcher(fn, max_batch=8, max_delay_ms=0, max_queue=1000) as b:
+        gate = b.submit(np.ones((8, 1)))  # keeps the worker busy while the others queue
+        big = b.submit(np.ones((80, 1)))
+        time.sleep(0.001)
+        small = b.submit(np.full((1, 1), 3.0))
+        assert small.result(5)[0, 0] == 6.0
+        assert not big.done()  # answered long before the big one finished
+        assert (big.result(5) == 2).all() and big.result(5).shape == (80, 1)
+        gate.result(5)
+    assert max(order) <= 8 and sum(order) == 89
+
+
+def test_the_queue_is_bounded_in_rows_not_requests():
+    gate = threading.Event()
+    b = MicroBatcher(lambda x: (gate.wait(5), x)[1], max_batch=4, max_delay_ms=0, max_queue=10)
+    b.submit(np.zeros((4, 1)))
+    time.sleep(0.05)  # the worker holds those 4 rows
+    b.submit(np.zeros((8, 1)))
+    with pytest.raises(Overloaded, match="8 rows waiting, limit 10"):
+        b.submit(np.zeros((3, 1)))
+    b.submit(np.zeros((2, 1)))  # still fits
+    gate.set()
+    b.close()

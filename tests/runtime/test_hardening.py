@@ -228,7 +228,7 @@ def test_overload_gets_fast_503s_and_sigterm_answers_accepted_requests(art_dir):
     from tests.runtime.live import start_serve
 
     proc, url = start_serve(
-        art_dir, "--max-queue", "4", "--max-batch", "16", "--max-n", "512", "--max-delay-ms", "2"
+        art_dir, "--max-queue", "1024", "--max-batch", "16", "--max-n", "512", "--max-delay-ms", "2"
     )
     try:
         rss0 = _rss_kib(proc.pid)

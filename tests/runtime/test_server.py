@@ -23,7 +23,7 @@ def base_url(art_dir):
 
     s = Sampler.load(art_dir, backend="ort")
     app = create_app(
-        s, ServeConfig(max_batch=16, max_delay_ms=2, max_queue=64, max_n=256, max_body_bytes=1 << 20)
+        s, ServeConfig(max_batch=16, max_delay_ms=2, max_queue=512, max_n=256, max_body_bytes=1 << 20)
     )
     with LiveServer(app) as url:
         yield url

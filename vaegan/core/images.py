@@ -49,9 +49,37 @@ def save_grid(path: str | Path, images: np.ndarray, cols: int | None = None, sca
     save_png(path, grid(images, cols=cols, scale=scale))
 
 
+def to_8bit(img: Image.Image) -> Image.Image:
+    """Any PIL image as 8-bit "L" or "RGB", scaled rather than clipped, with alpha decided.
+
+    High bit depth: 16-bit grey ("I;16*", or "I" holding values above 255) is scaled by 255/65535,
+    32-bit float ("F") by 255 when it lies in [0, 1]; Pillow's own conversion clips them instead,
+    which turns a 16-bit PNG into black and white. (Pillow already reads 16-bit RGB PNGs as 8-bit.)
+
+    Alpha is coverage: a transparent pixel is background, and vaegan composites over black, the
+    background of the bundled digits. An image whose colour is one flat colour carries its content
+    only in the alpha channel (a mask, as drawing tools export strokes): it is read as that mask,
+    opaque = bright.
+    """
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        a = np.asarray(img, dtype=np.float64)
+        if img.mode == "F":
+            scale = 255.0 if a.size and np.nanmax(a) <= 1.0 else 1.0
+        else:
+            scale = 255.0 / 65535.0 if img.mode.startswith("I;16") or (a.size and a.max() > 255) else 1.0
+        return Image.fromarray(np.clip(np.nan_to_num(a * scale).round(), 0, 255).astype(np.uint8), "L")
+    if img.mode in ("LA", "La", "RGBA", "RGBa", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = np.asarray(img.convert("RGBA"), dtype=np.float64)
+        colour, alpha = rgba[..., :3], rgba[..., 3:] / 255.0
+        if np.ptp(colour) == 0 and np.ptp(alpha) > 0:  # the content is the alpha channel: a mask
+            return Image.fromarray((alpha[..., 0] * 255).round().astype(np.uint8), "L")
+        return Image.fromarray((colour * alpha).round().astype(np.uint8), "RGB")
+    return img if img.mode in ("L", "RGB") else img.convert("RGB")
+
+
 def fit_image(img: Image.Image, size: int, channels: int) -> np.ndarray:
-    """A PIL image -> uint8 [size,size,C]: colour mode, centre crop to a square, resize."""
-    img = img.convert("L" if channels == 1 else "RGB")
+    """A PIL image -> uint8 [size,size,C]: 8-bit (to_8bit), colour mode, centre crop to a square, resize."""
+    img = to_8bit(img).convert("L" if channels == 1 else "RGB")
     w, h = img.size
     if w != h:
         s = min(w, h)

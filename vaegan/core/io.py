@@ -29,6 +29,19 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
         raise
 
 
+def remove_stale_temps(directory: str | Path) -> list[Path]:
+    """Delete the temp files atomic_write leaves when its process is killed mid-write
+    (.NAME.XXXXXXXX.tmp); call it where one writer owns the directory (a run dir at training start).
+    Returns what was removed."""
+    removed = []
+    for p in Path(directory).glob(".*.tmp"):
+        if p.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+                removed.append(p)
+    return removed
+
+
 def write_bytes(path: str | Path, data: bytes) -> None:
     with atomic_write(path, "wb") as f:
         f.write(data)

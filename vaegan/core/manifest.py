@@ -23,6 +23,91 @@ COMPONENTS = ("encoder", "decoder")
 IO_NAMES = {"encoder": (["images"], ["mu", "logvar"]), "decoder": (["z"], ["images"])}
 
 
+FORMATS = ("onnx", "openvino", "tensorrt")
+
+_TENSOR = {
+    "type": "object",
+    "required": ["name", "shape", "dtype"],
+    "properties": {
+        "name": {"type": "string", "minLength": 1},
+        "shape": {
+            "type": "array",
+            "items": {"anyOf": [{"type": "integer", "minimum": 1}, {"const": "batch"}]},
+        },
+        "dtype": {"enum": ["float32", "float16", "uint8", "int8"]},
+    },
+}
+# The manifest's shape, checked with jsonschema before any field is used: a manifest is read from
+# disk and may have been edited by hand, copied half-way or written by something else.
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["schema_version", "model", "run", "max_batch", "opt_batch", "artifacts"],
+    "properties": {
+        "schema_version": {"type": "integer", "minimum": 1},
+        "model": {
+            "type": "object",
+            "required": ["image_size", "channels", "latent_dim"],
+            "properties": {
+                "image_size": {"enum": [16, 32, 64, 128]},
+                "channels": {"enum": [1, 3]},
+                "latent_dim": {"type": "integer", "minimum": 1, "maximum": 4096},
+            },
+        },
+        "run": {"type": "object"},
+        "max_batch": {"type": "integer", "minimum": 1, "maximum": 65536},
+        "opt_batch": {"type": "integer", "minimum": 1, "maximum": 65536},
+        "artifacts": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": [
+                    "path",
+                    "component",
+                    "precision",
+                    "format",
+                    "sha256",
+                    "bytes",
+                    "inputs",
+                    "outputs",
+                ],
+                "properties": {
+                    "path": {"type": "string", "minLength": 1},
+                    "component": {"enum": list(COMPONENTS)},
+                    "precision": {"enum": list(PRECISIONS)},
+                    "format": {"enum": list(FORMATS)},
+                    "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                    "bytes": {"type": "integer", "minimum": 0},
+                    "inputs": {"type": "array", "items": _TENSOR},
+                    "outputs": {"type": "array", "items": _TENSOR},
+                    "parity": {"type": "object"},
+                    "notes": {"type": "object"},
+                    "conformance": {"type": "object"},
+                },
+            },
+        },
+        "quality": {"type": "object", "additionalProperties": {"type": "object"}},
+        "tools": {"type": "object"},
+        "vaegan_version": {"type": "string"},
+        "created": {"type": "string"},
+    },
+}
+
+
+def contract(
+    component: str, latent_dim: int, image_shape: tuple[int, int, int]
+) -> tuple[list[dict], list[dict]]:
+    """The inputs and outputs every file of a component must have, in every format."""
+    images = {"name": "images", "shape": ["batch", *image_shape], "dtype": "uint8"}
+    z = ["batch", latent_dim]
+    if component == "decoder":
+        return [{"name": "z", "shape": z, "dtype": "float32"}], [images]
+    return [images], [
+        {"name": "mu", "shape": z, "dtype": "float32"},
+        {"name": "logvar", "shape": z, "dtype": "float32"},
+    ]
+
+
 @dataclass
 class TensorSpec:
     name: str
@@ -121,13 +206,50 @@ class Manifest:
                 f"{path} uses manifest schema {version}, newer than this vaegan reads ({SCHEMA_VERSION}): "
                 "upgrade vaegan (pip install -U vaegan) or re-export with this version"
             )
-        try:
-            if not isinstance(d.get("artifacts"), list):
-                raise TypeError("'artifacts' must be a list")
-            d["artifacts"] = [Artifact.from_dict(a) for a in d["artifacts"]]
-            return cls(**d)
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise ArtifactCorrupt(f"{path} is malformed ({e}): re-export the artifacts") from e
+        _validate(d, path)
+        d["artifacts"] = [Artifact.from_dict(a) for a in d["artifacts"]]
+        return cls(**d)
+
+
+def _where(error: Any) -> str:
+    """A jsonschema error's field as a path, e.g. artifacts[3].sha256."""
+    out = ""
+    for part in error.absolute_path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "the top level"
+
+
+def _validate(d: dict[str, Any], path: Path) -> None:
+    """The schema, then what a schema cannot say: opt <= max batch, each artifact's declared I/O is
+    its component's contract, and no two artifacts claim the same slot."""
+    import jsonschema
+
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(SCHEMA).iter_errors(d))
+    if error is not None:
+        raise ArtifactCorrupt(f"{path}: {_where(error)} is wrong ({error.message}): re-export the artifacts")
+    if d["opt_batch"] > d["max_batch"]:
+        raise ArtifactCorrupt(
+            f"{path}: opt_batch {d['opt_batch']} is above max_batch {d['max_batch']}: re-export"
+        )
+    m = d["model"]
+    image_shape = (m["image_size"], m["image_size"], m["channels"])
+    seen = set()
+    for i, a in enumerate(d["artifacts"]):
+        ins, outs = contract(a["component"], m["latent_dim"], image_shape)
+        for field_name, want in (("inputs", ins), ("outputs", outs)):
+            got = [{k: t[k] for k in ("name", "shape", "dtype")} for t in a[field_name]]
+            if got != want:
+                raise ArtifactCorrupt(
+                    f"{path}: artifacts[{i}].{field_name} of {a['path']} are {got}, but a {a['component']} of this "
+                    f"model ({m['latent_dim']} latents, {image_shape[0]}x{image_shape[1]}x{image_shape[2]} images) "
+                    f"has {want}: the manifest does not describe this model; re-export"
+                )
+        slot = (a["component"], a["precision"], a["format"])
+        if slot in seen:
+            raise ArtifactCorrupt(
+                f"{path}: artifacts[{i}] is a second {' '.join(slot)}: re-export the artifacts"
+            )
+        seen.add(slot)
 
 
 def sha256_file(path: Path) -> str:
@@ -138,18 +260,73 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def verify(art_dir: Path, artifact: Artifact) -> Path:
-    """The artifact's file, after checking it exists and its sha256 matches the manifest."""
-    path = Path(art_dir) / artifact.path
-    if not path.is_file():
-        raise ArtifactMissing(f"{path} is listed in the manifest but missing: re-export the artifacts")
-    digest = sha256_file(path)
-    if digest != artifact.sha256:
+def resolve_inside(art_dir: Path, rel: Any, what: str) -> Path:
+    """`art_dir / rel`, refused unless it resolves (symbolic links followed) inside art_dir."""
+    if not isinstance(rel, str) or not rel or Path(rel).is_absolute():
         raise ArtifactCorrupt(
-            f"{path} does not match its sha256 in the manifest (file {digest[:12]}..., manifest "
-            f"{artifact.sha256[:12]}...): the file was modified or corrupted; re-export it"
+            f"{art_dir}/{MANIFEST}: {what} {rel!r} is not a relative path inside the artifact dir"
+        )
+    root = Path(art_dir).resolve()
+    path = (root / rel).resolve()
+    if not path.is_relative_to(root):
+        raise ArtifactCorrupt(
+            f"{art_dir}/{MANIFEST}: {what} {rel!r} leads outside the artifact dir (to {path}): vaegan loads only "
+            "files inside it; re-export the artifacts"
         )
     return path
+
+
+@dataclass(frozen=True)
+class Verified:
+    """An artifact's bytes, read once and matched against the manifest's sha256: the engine loads
+    exactly these bytes, never the file again (which could have changed since)."""
+
+    path: Path
+    data: bytes
+    weights: bytes | None = None  # OpenVINO's .bin, verified the same way
+
+    @classmethod
+    def unchecked(cls, path: Path, weights: Path | None = None) -> Verified:
+        """For files vaegan has just written itself (the export measuring them)."""
+        return cls(path, path.read_bytes(), weights.read_bytes() if weights else None)
+
+
+def _read_checked(art_dir: Path, rel: Any, sha: Any, what: str) -> tuple[Path, bytes]:
+    path = resolve_inside(art_dir, rel, what)
+    if not path.is_file():
+        raise ArtifactMissing(f"{path} is listed in the manifest but missing: re-export the artifacts")
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != sha:
+        raise ArtifactCorrupt(
+            f"{path} does not match its sha256 in the manifest (file {digest[:12]}..., manifest "
+            f"{str(sha)[:12]}...): the file was modified or corrupted; re-export it"
+        )
+    return path, data
+
+
+def read_verified(art_dir: Path, artifact: Artifact) -> Verified:
+    """The artifact's bytes (and an OpenVINO IR's weights), inside the dir and matching the manifest.
+
+    OpenVINO reads the weights next to the .xml, so the manifest's weights entry must be exactly
+    that file: a manifest pointing the hash at another copy is refused."""
+    path, data = _read_checked(art_dir, artifact.path, artifact.sha256, "path")
+    if artifact.format != "openvino":
+        return Verified(path, data)
+    rel = artifact.notes.get("weights")
+    expected = str(Path(artifact.path).with_suffix(".bin"))
+    if rel != expected:
+        raise ArtifactCorrupt(
+            f"{art_dir}/{MANIFEST}: the weights of {artifact.path} must be {expected} (the file OpenVINO loads), "
+            f"the manifest says {rel!r}: re-export the artifacts"
+        )
+    _, weights = _read_checked(art_dir, rel, artifact.notes.get("weights_sha256"), "weights")
+    return Verified(path, data, weights)
+
+
+def verify(art_dir: Path, artifact: Artifact) -> Path:
+    """The artifact's file, after the checks of read_verified."""
+    return read_verified(art_dir, artifact).path
 
 
 def tool_versions() -> dict[str, str]:

@@ -38,6 +38,7 @@ from vaegan.core.manifest import (
     Artifact,
     Manifest,
     TensorSpec,
+    Verified,
     sha256_file,
     tool_versions,
 )
@@ -242,7 +243,7 @@ def write_openvino(job: Job, z_eval: np.ndarray, val: np.ndarray) -> None:
                 {"quantizer": "onnxruntime QDQ, shared with the ONNX int8"} if p == "int8" else {}
             )
             art = _ir_artifact(job.root, xml, comp, p, job.paths[(comp, "fp32")], notes)
-            runner = load_runner("openvino", xml, art, "CPU", 0)
+            runner = load_runner("openvino", Verified.unchecked(xml, xml.with_suffix(".bin")), art, "CPU", 0)
             art.parity = _parity(job, runner, comp, f"openvino-{p}", z_eval, val, keep=p != "fp32")
             job.artifacts.append(art)
 
@@ -355,7 +356,9 @@ def replace_dir(tmp: Path, out: Path) -> None:
 def _runner(job: Job, comp: str, precision: str) -> Runner:
     """The runtime's ONNX Runtime runner on the CPU for one exported file: what `vaegan sample` runs."""
     path = job.paths[(comp, precision)]
-    return load_runner("ort", path, SimpleNamespace(path=path.name, precision=precision, notes={}), "cpu", 0)
+    return load_runner(
+        "ort", Verified.unchecked(path), SimpleNamespace(path=path.name, precision=precision), "cpu", 0
+    )
 
 
 def _decode(runner: Runner, z: np.ndarray) -> np.ndarray:

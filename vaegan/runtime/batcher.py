@@ -1,20 +1,21 @@
-"""MicroBatcher: merge concurrent requests into engine-sized batches.
+"""MicroBatcher: merge concurrent requests into engine-sized batches, cheap requests first.
 
-Callers submit latents and get a Future. One worker thread takes the first waiting request, keeps
-collecting until `max_batch` rows or `max_delay_ms` have passed, runs the engine once, and splits
-the result back in order. With the default max_delay_ms=0 no request waits while the engine is
-idle; everything that queued while it was busy goes into the next batch. On a CPU, where a batch of
-1 already runs near the engine's best images/s, that is the faster setting (docs/benchmarks.md);
-a delay pays off on GPUs, where larger batches are much cheaper per image. The queue is bounded: when it is full, `submit` raises Overloaded at once
-(back-pressure) rather than letting latency and memory grow without bound.
+Callers submit rows (latents, images) and get a Future. One worker thread builds each batch of at
+most `max_batch` rows: first every waiting request small enough to fit whole (oldest first), then a
+chunk of the oldest large request. A large request is run chunk by chunk, so a request for one image
+never waits behind a thousand-image one for more than one batch of engine time. With the default
+max_delay_ms=0 no request waits while the engine is idle; everything that queued while it was busy
+goes into the next batch. On a CPU, where a batch of 1 already runs near the engine's best images/s,
+that is the faster setting (docs/benchmarks.md); a delay pays off on GPUs. The queue is bounded in
+rows, not requests: when `max_queue` rows wait, `submit` raises Overloaded at once (back-pressure)
+rather than letting latency and memory grow without bound.
 """
 
 from __future__ import annotations
 
-import contextlib
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -33,6 +34,13 @@ class _Request:
     x: np.ndarray
     future: Future = field(default_factory=Future)
     t_submit: float = field(default_factory=time.perf_counter)
+    taken: int = 0  # rows handed to the engine so far
+    started: bool = False  # its future was marked running (or found cancelled)
+    parts: list[np.ndarray] = field(default_factory=list)  # results of the chunks run so far
+
+    @property
+    def left(self) -> int:
+        return len(self.x) - self.taken
 
 
 @dataclass
@@ -63,28 +71,36 @@ class MicroBatcher:
             raise ValueError("max_batch and max_queue must be >= 1 and max_delay_ms >= 0")
         self.fn = fn
         self.max_batch = max_batch
+        self.max_queue = max_queue  # rows waiting (not yet handed to the engine)
         self.max_delay = max_delay_ms / 1000.0
         self.on_batch = on_batch
         self.stats = BatcherStats()
-        self._q: queue.Queue[_Request | None] = queue.Queue(maxsize=max_queue)
-        self._closed = threading.Event()
-        self._lock = threading.Lock()
+        self._pending: deque[_Request] = deque()
+        self._rows = 0  # rows waiting
+        self._cond = threading.Condition()
+        self._closed = False
         self._worker = threading.Thread(target=self._loop, name="vaegan-batcher", daemon=True)
         self._worker.start()
 
     def submit(self, x: np.ndarray) -> Future:
         """Queue rows `x` (e.g. latents [k, Z]); the Future resolves to fn's rows for them, in order."""
-        if self._closed.is_set():
-            raise BatcherClosed("the server is shutting down: retry on another instance")
         req = _Request(np.asarray(x))
-        try:
-            self._q.put_nowait(req)
-        except queue.Full:
-            with self._lock:
+        with self._cond:
+            if self._closed:
+                raise BatcherClosed("the server is shutting down: retry on another instance")
+            # a request larger than one batch may fill the queue only up to one batch short of
+            # full: that room stays for small requests, which are served first
+            n = len(req.x)
+            limit = self.max_queue if n <= self.max_batch else self.max_queue - self.max_batch
+            if n > self.max_queue or (self._rows and self._rows + n > limit):
                 self.stats.rejected += 1
-            raise Overloaded(f"queue full ({self._q.maxsize} requests waiting): retry shortly") from None
-        with self._lock:
+                raise Overloaded(
+                    f"queue full ({self._rows} rows waiting, limit {self.max_queue}): retry shortly"
+                )
+            self._pending.append(req)
+            self._rows += len(req.x)
             self.stats.requests += 1
+            self._cond.notify()
         return req.future
 
     def __call__(self, x: np.ndarray, timeout: float | None = None) -> np.ndarray:
@@ -92,21 +108,19 @@ class MicroBatcher:
 
     @property
     def queued(self) -> int:
-        return self._q.qsize()
+        """Rows waiting for the engine."""
+        return self._rows
 
     def close(self, drain: bool = True, timeout: float = 30.0) -> None:
         """Stop taking requests. drain: answer everything already queued; else fail it."""
-        self._closed.set()
-        if not drain:
-            while True:
-                try:
-                    req = self._q.get_nowait()
-                except queue.Empty:
-                    break
-                if req is not None:
+        with self._cond:
+            self._closed = True
+            if not drain:
+                for req in self._pending:
                     req.future.set_exception(BatcherClosed("the batcher was closed before this request ran"))
-        with contextlib.suppress(queue.Full):
-            self._q.put(None, timeout=timeout)  # wakes the worker; it exits once the queue is empty
+                self._pending.clear()
+                self._rows = 0
+            self._cond.notify_all()
         self._worker.join(timeout)
 
     def __enter__(self) -> MicroBatcher:
@@ -116,54 +130,73 @@ class MicroBatcher:
         self.close()
 
     # ------------------------------------------------------------------ worker
-    def _loop(self) -> None:
-        carry: _Request | None = None  # a request that did not fit the last batch
-        stopping = False  # close() was called: answer what is queued, then exit
-        while True:
-            first: _Request | None
-            if carry is not None:
-                first, carry = carry, None
-            else:
-                try:
-                    first = self._q.get_nowait() if stopping else self._q.get()
-                except queue.Empty:
-                    return
-                if first is None:
-                    stopping = True
-                    continue
-            batch, rows = [first], len(first.x)
-            deadline = first.t_submit + self.max_delay
-            while rows < self.max_batch:
-                try:
-                    nxt = self._q.get(timeout=max(0.0, deadline - time.perf_counter()))
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    stopping = True
-                    continue
-                if rows + len(nxt.x) > self.max_batch:
-                    carry = nxt
-                    break
-                batch.append(nxt)
-                rows += len(nxt.x)
-            self._run(batch, rows)
+    def _take(self) -> list[tuple[_Request, int, int]]:
+        """The next batch as (request, start, stop) rows: small requests whole, oldest first, then
+        the rest of the batch from the oldest request that did not fit. Called under the lock."""
+        room, batch = self.max_batch, []
+        for req in list(self._pending):
+            if 0 < req.left <= room:
+                batch.append((req, req.taken, len(req.x)))
+                room -= req.left
+                req.taken = len(req.x)
+        for req in self._pending:
+            if room and req.left:
+                n = min(room, req.left)
+                batch.append((req, req.taken, req.taken + n))
+                req.taken += n
+                room -= n
+        self._rows -= self.max_batch - room
+        while self._pending and self._pending[0].left == 0:
+            self._pending.popleft()
+        self._pending = deque(r for r in self._pending if r.left)
+        return batch
 
-    def _run(self, batch: list[_Request], rows: int) -> None:
-        live = [r for r in batch if r.future.set_running_or_notify_cancel()]
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._closed:
+                    self._cond.wait()
+                if not self._pending:
+                    return  # closed and drained
+                if self.max_delay > 0:  # wait for company, up to the oldest request's deadline
+                    deadline = self._pending[0].t_submit + self.max_delay
+                    while self._rows < self.max_batch and not self._closed:
+                        left = deadline - time.perf_counter()
+                        if left <= 0:
+                            break
+                        self._cond.wait(left)
+                batch = self._take()
+            self._run(batch)
+
+    def _run(self, batch: list[tuple[_Request, int, int]]) -> None:
+        for r, _, _ in batch:
+            if not r.started:  # its first chunk: mark it running, or learn that it was cancelled
+                r.started = True
+                r.future.set_running_or_notify_cancel()
+        live = [(r, a, b) for r, a, b in batch if not r.future.done()]
         if not live:
             return
+        rows = sum(b - a for _, a, b in live)
         t0 = time.perf_counter()
         try:
-            out = self.fn(np.concatenate([r.x for r in live]) if len(live) > 1 else live[0].x)
+            x = (
+                np.concatenate([r.x[a:b] for r, a, b in live])
+                if len(live) > 1
+                else live[0][0].x[live[0][1] : live[0][2]]
+            )
+            out = self.fn(x)
         except BaseException as e:  # noqa: BLE001 - every waiter must be answered
-            for r in live:
-                r.future.set_exception(e)
+            for r, _, _ in live:
+                if not r.future.done():
+                    r.future.set_exception(e)
             return
-        with self._lock:
+        with self._cond:
             self.stats.record(rows)
         if self.on_batch:
             self.on_batch(rows, time.perf_counter() - t0)
         i = 0
-        for r in live:
-            r.future.set_result(out[i : i + len(r.x)])
-            i += len(r.x)
+        for r, a, b in live:
+            r.parts.append(out[i : i + b - a])
+            i += b - a
+            if b == len(r.x) and not r.future.done():
+                r.future.set_result(r.parts[0] if len(r.parts) == 1 else np.concatenate(r.parts))

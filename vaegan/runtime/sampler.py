@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from vaegan.core.errors import ArtifactCorrupt, ArtifactError, ArtifactMissing, BackendUnavailable, InputError
-from vaegan.core.manifest import PRECISIONS, Artifact, Manifest, verify
+from vaegan.core.manifest import PRECISIONS, Manifest, read_verified
 from vaegan.runtime.backends import FORMAT_OF, REGISTRY, Runner, load_runner
 
 log = logging.getLogger(__name__)
@@ -89,9 +89,7 @@ class Sampler:
                     art = manifest.find(comp, precision, FORMAT_OF[name])
                     if art is None:
                         continue
-                    path = verify(art_dir, art)
-                    _verify_sidecar(art_dir, art)
-                    runners[comp] = load_runner(name, path, art, device, threads)
+                    runners[comp] = load_runner(name, read_verified(art_dir, art), art, device, threads)
             except BackendUnavailable as e:
                 if backend != "auto":
                     raise
@@ -165,7 +163,10 @@ class Sampler:
         return int(n)
 
     def _check_z(self, z: Any) -> np.ndarray:
-        z = np.asarray(z)
+        try:
+            z = np.asarray(z)
+        except (ValueError, TypeError) as e:  # a ragged nested list, say
+            raise InputError(f"latents must be a rectangular [N, {self.latent_dim}] array ({e})") from None
         if z.ndim == 1:
             z = z[None]
         if z.ndim != 2 or z.shape[1] != self.latent_dim:
@@ -185,7 +186,10 @@ class Sampler:
         return z32
 
     def _check_images(self, images: Any) -> np.ndarray:
-        x = np.asarray(images)
+        try:
+            x = np.asarray(images)
+        except (ValueError, TypeError) as e:
+            raise InputError(f"images must be a rectangular uint8 [N, H, W, C] array ({e})") from None
         h, w, c = self.image_shape
         if x.ndim == 3:
             x = x[None]
@@ -207,17 +211,18 @@ class Sampler:
         """The latents `sample` decodes: the same seed gives the same latents on every backend."""
         n = self._check_n(n)
         if (
-            not isinstance(temperature, int | float)
+            isinstance(temperature, bool | np.bool_)
+            or not isinstance(temperature, int | float | np.integer | np.floating)
             or not np.isfinite(temperature)
             or not 0 < temperature <= 10
         ):
-            raise InputError(f"temperature must be in (0, 10], got {temperature!r}")
+            raise InputError(f"temperature must be a number in (0, 10], got {temperature!r}")
         if seed is not None and (
             isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0
         ):
             raise InputError(f"seed must be a non-negative integer or None, got {seed!r}")
         rng = np.random.default_rng(seed)
-        return rng.standard_normal((n, self.latent_dim), dtype=np.float32) * np.float32(temperature)
+        return rng.standard_normal((n, self.latent_dim), dtype=np.float32) * np.float32(float(temperature))
 
     def sample(self, n: int, seed: int | None = None, temperature: float = 1.0) -> np.ndarray:
         return self.decode(self.latents(n, seed, temperature))
@@ -279,18 +284,3 @@ class Sampler:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _verify_sidecar(art_dir: Path, art: Artifact) -> None:
-    """OpenVINO's weights file (.bin) is checked too."""
-    w = art.notes.get("weights")
-    if w:
-        from vaegan.core.manifest import sha256_file
-
-        p = Path(art_dir) / w
-        if not p.is_file():
-            raise ArtifactMissing(f"{p} is listed in the manifest but missing: re-export the artifacts")
-        if sha256_file(p) != art.notes.get("weights_sha256"):
-            raise ArtifactCorrupt(
-                f"{p} does not match its sha256 in the manifest: the file was modified; re-export"
-            )

@@ -2,12 +2,16 @@
 
 POST /v1/sample       JSON {"n", "seed", "temperature", "format": "png" | "npy"}
 POST /v1/reconstruct  an image file as the body (PNG/JPEG/BMP) -> PNG of the reconstruction
-GET  /healthz         model and backend, queue depth
+GET  /healthz         model and backend, queue depth (always open, also with a token)
 GET  /metrics         Prometheus text: requests, batch sizes, latency
 
-Inference runs on the batcher's thread; the event loop only parses, waits and encodes. A full queue
-answers 503 with Retry-After; bad input answers 4xx with {"error": ...}; nothing a client sends
-stops the server.
+Inference runs on the batchers' threads; the event loop only parses, waits and encodes. Admission is
+counted in images: the decoder's queue takes at most --max-queue waiting images and serves small
+requests first, uploaded images are decoded in their own bounded pool (--max-decoding), and PNG
+encoding of answers runs apart from both, so a flood of large uploads cannot delay /v1/sample. A full
+queue answers 503 with Retry-After; bad input answers 4xx with {"error": ...}. Connections that do not
+send a request head in --header-timeout, bodies slower than --body-timeout and idle keep-alives are
+closed, and at most --max-connections are open; nothing a client sends stops the server.
 """
 
 from __future__ import annotations
@@ -15,10 +19,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hmac
 import io
 import json
 import logging
+import os
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 
@@ -72,6 +81,10 @@ def create_app(sampler: Sampler, cfg: ServeConfig | None = None):
         m["batch_seconds"].observe(seconds)
 
     batcher = MicroBatcher(sampler.decode, cfg.max_batch, cfg.max_delay_ms, cfg.max_queue, on_batch)
+    encoder = MicroBatcher(lambda x: sampler.encode(x)[0], cfg.max_batch, cfg.max_delay_ms, cfg.max_decoding)
+    image_pool = ThreadPoolExecutor(1, thread_name_prefix="vaegan-image-decode")
+    decoding = _Slots(cfg.max_decoding)
+    token = cfg.token or os.environ.get("VAEGAN_TOKEN") or None
 
     def error(status: int, msg: str, **headers) -> JSONResponse:
         return JSONResponse({"error": msg}, status_code=status, headers=headers)
@@ -80,25 +93,45 @@ def create_app(sampler: Sampler, cfg: ServeConfig | None = None):
         declared = request.headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > cfg.max_body_bytes):
             raise _TooLarge()
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > cfg.max_body_bytes:
-                raise _TooLarge()
-        return bytes(body)
 
-    async def run_batched(z: np.ndarray) -> np.ndarray:
-        fut = batcher.submit(z)
+        async def read() -> bytes:
+            body = bytearray()
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > cfg.max_body_bytes:
+                    raise _TooLarge()
+            return bytes(body)
+
+        try:
+            return await asyncio.wait_for(read(), cfg.body_timeout_s)
+        except asyncio.TimeoutError:
+            raise _SlowBody() from None
+
+    async def run_batched(b: MicroBatcher, x: np.ndarray) -> np.ndarray:
+        fut = b.submit(x)
         return await asyncio.wait_for(asyncio.wrap_future(fut), cfg.request_timeout_s)
+
+    def authorized(request: Request) -> bool:
+        if token is None:
+            return True
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
 
     def endpoint(name: str):
         def wrap(handler):
             async def inner(request: Request) -> Response:
                 t0 = time.perf_counter()
                 try:
-                    resp = await handler(request)
+                    if not authorized(request):
+                        resp = error(
+                            401, "send Authorization: Bearer <token>", **{"WWW-Authenticate": "Bearer"}
+                        )
+                    else:
+                        resp = await handler(request)
                 except _TooLarge:
                     resp = error(413, f"request body over {cfg.max_body_bytes} bytes")
+                except _SlowBody:
+                    resp = error(408, f"request body not received within {cfg.body_timeout_s:g}s")
                 except (Overloaded, BatcherClosed) as e:
                     resp = error(503, str(e), **{"Retry-After": "1"})
                 except (InputError, ValueError) as e:
@@ -125,6 +158,8 @@ def create_app(sampler: Sampler, cfg: ServeConfig | None = None):
             req = json.loads(body or b"{}")
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise InputError(f"body is not valid JSON ({e.__class__.__name__})") from None
+        except RecursionError:
+            raise InputError("body is JSON nested too deeply") from None
         if not isinstance(req, dict):
             raise InputError('body must be a JSON object like {"n": 8, "seed": 0}')
         unknown = set(req) - {"n", "seed", "temperature", "format"}
@@ -137,7 +172,7 @@ def create_app(sampler: Sampler, cfg: ServeConfig | None = None):
             raise InputError(f"n={n} is over this server's limit of {cfg.max_n} (--max-n)")
         seed = req.get("seed")
         z = sampler.latents(n, seed=seed, temperature=req.get("temperature", 1.0))
-        images = await run_batched(z)
+        images = await run_batched(batcher, z)
         m["samples"].inc(len(images))
         headers = {"X-Vaegan-N": str(len(images))}
         if seed is not None:
@@ -153,8 +188,11 @@ def create_app(sampler: Sampler, cfg: ServeConfig | None = None):
         body = await read_body(request)
         if not body:
             raise InputError("send an image file (PNG, JPEG or BMP) as the request body")
-        image = await asyncio.to_thread(_decode_image, body, sampler)
-        rec = await asyncio.to_thread(sampler.reconstruct, image)
+        with decoding.take():  # 503 when --max-decoding uploads are already in hand
+            loop = asyncio.get_running_loop()
+            image = await loop.run_in_executor(image_pool, _decode_image, body, sampler)
+        mu = await run_batched(encoder, image)
+        rec = await run_batched(batcher, mu)
         m["samples"].inc(1)
         return Response(await asyncio.to_thread(_png, rec), media_type="image/png")
 
@@ -171,6 +209,7 @@ def create_app(sampler: Sampler, cfg: ServeConfig | None = None):
             }
         )
 
+    @endpoint("metrics")
     async def metrics(request: Request) -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -184,7 +223,9 @@ def create_app(sampler: Sampler, cfg: ServeConfig | None = None):
     @contextlib.asynccontextmanager
     async def lifespan(app):
         yield
-        await asyncio.to_thread(batcher.close, True)  # answer what was accepted, then stop
+        await asyncio.to_thread(encoder.close, True)  # answer what was accepted, then stop
+        await asyncio.to_thread(batcher.close, True)
+        image_pool.shutdown(wait=False, cancel_futures=True)
 
     app = Starlette(
         routes=[
@@ -203,6 +244,29 @@ def create_app(sampler: Sampler, cfg: ServeConfig | None = None):
 
 class _TooLarge(Exception):
     pass
+
+
+class _SlowBody(Exception):
+    pass
+
+
+class _Slots:
+    """A non-blocking counter of work in hand: `take()` raises Overloaded when all are in use."""
+
+    def __init__(self, n: int):
+        self.n, self.used, self.lock = n, 0, threading.Lock()
+
+    @contextlib.contextmanager
+    def take(self):
+        with self.lock:
+            if self.used >= self.n:
+                raise Overloaded(f"{self.n} uploaded images are already being decoded: retry shortly")
+            self.used += 1
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.used -= 1
 
 
 def _png(images: np.ndarray) -> bytes:
@@ -229,9 +293,85 @@ def _decode_image(body: bytes, sampler: Sampler) -> np.ndarray:
     return fit_image(img, h, c)[None]
 
 
+def uvicorn_config(app: Any, host: str, port: int, cfg: ServeConfig, log_level: str = "info") -> Any:
+    """uvicorn with the connection limits a public port needs: idle keep-alives closed after
+    --keep-alive, request heads that do not arrive within --header-timeout closed (uvicorn itself
+    waits for them forever: 1000 trickling sockets once exhausted the file descriptors), at most
+    --max-connections open, and repeated connection errors logged once per 10 s, not per socket."""
+    import uvicorn
+
+    _rate_limit_logs()
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        http=_guarded_h11(cfg.header_timeout_s, cfg.max_connections),
+        timeout_keep_alive=int(max(1, round(cfg.keep_alive_s))),
+        timeout_graceful_shutdown=30,
+    )
+
+
+def _guarded_h11(header_timeout: float, max_connections: int) -> type:
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class GuardedH11(H11Protocol):
+        """uvicorn's h11 protocol, plus a deadline for the first request head and a connection cap."""
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            if len(self.connections) > max_connections:
+                _log_limited("closed a connection: %d are open (--max-connections)", max_connections)
+                transport.close()
+                return
+            self._head_deadline = self.loop.call_later(header_timeout, self._head_expired)
+
+        def _head_expired(self) -> None:
+            if self.cycle is None and not self.transport.is_closing():
+                _log_limited("closed a connection that sent no request head within %gs", header_timeout)
+                self.transport.close()
+
+        def connection_lost(self, exc) -> None:
+            deadline = getattr(self, "_head_deadline", None)
+            if deadline is not None:
+                deadline.cancel()
+            super().connection_lost(exc)
+
+    return GuardedH11
+
+
+_last_logged: dict[str, float] = {}
+
+
+def _log_limited(msg: str, *args: Any) -> None:
+    now = time.monotonic()
+    if now - _last_logged.get(msg, -1e9) >= 10.0:
+        _last_logged[msg] = now
+        log.warning(msg + " (said at most once per 10 s)", *args)
+
+
+class _OncePer10s(logging.Filter):
+    """Repeats of one message (an accept() failing with "Too many open files", say) pass once per
+    10 s: under attack the log must not become the next thing to fill up."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = f"{record.name}:{record.msg}"
+        now = time.monotonic()
+        if now - _last_logged.get(key, -1e9) < 10.0:
+            return False
+        _last_logged[key] = now
+        return True
+
+
+def _rate_limit_logs() -> None:
+    for name in ("uvicorn.error", "asyncio"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _OncePer10s) for f in logger.filters):
+            logger.addFilter(_OncePer10s())
+
+
 def serve(sampler: Sampler, host: str, port: int, cfg: ServeConfig) -> None:
     """Run until SIGINT/SIGTERM; uvicorn then stops accepting and finishes what it accepted."""
     import uvicorn
 
-    app = create_app(sampler, cfg)
-    uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=30)
+    uvicorn.Server(uvicorn_config(create_app(sampler, cfg), host, port, cfg)).run()

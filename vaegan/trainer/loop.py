@@ -32,7 +32,7 @@ from vaegan import __version__
 from vaegan.config import RunConfig
 from vaegan.core.errors import CheckpointError, TrainingDiverged
 from vaegan.core.images import save_grid
-from vaegan.core.io import append_line, read_jsonl, write_bytes, write_json
+from vaegan.core.io import append_line, read_jsonl, remove_stale_temps, write_bytes, write_json
 from vaegan.trainer import checkpoint as ckpt
 from vaegan.trainer.data import load_dataset, to_tensor_range, to_uint8
 from vaegan.trainer.losses import adaptive_weight, discriminator_loss, generator_gan_loss, vae_losses
@@ -213,6 +213,8 @@ def train(
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "samples").mkdir(exist_ok=True)
+        for p in remove_stale_temps(out):  # a write cut short by a kill: never part of the run
+            log.info("removed %s, left by a run that was killed mid-write", p.name)
         if not resume:
             (out / "metrics.jsonl").unlink(missing_ok=True)
             write_json(out / ckpt.CONFIG, cfg.to_dict())  # before any state exists to resume

@@ -10,6 +10,9 @@ from typing import Any
 
 import numpy as np
 
+from vaegan.core.errors import ArtifactCorrupt
+from vaegan.core.manifest import Verified
+
 
 @dataclass
 class RunnerInfo:
@@ -31,6 +34,9 @@ class Runner(ABC):
     info: RunnerInfo
     input_name: str
     output_names: list[str]
+    # what the loaded graph itself declares: (name, dims after the batch axis, None where dynamic, dtype)
+    graph_inputs: list[tuple[str, tuple[int | None, ...], str]]
+    graph_outputs: list[tuple[str, tuple[int | None, ...], str]]
 
     @abstractmethod
     def run(self, x: np.ndarray) -> list[np.ndarray]: ...
@@ -63,12 +69,45 @@ FORMAT_OF = {name: spec.format for name, spec in REGISTRY.items()}  # backend ->
 BACKEND_OF = {spec.format: name for name, spec in REGISTRY.items()}  # artifact format -> backend
 
 
-def load_runner(backend: str, path: Path, artifact, device: str | None, threads: int) -> Runner:
-    """The runner for one artifact file on one backend (ValueError for an unknown backend)."""
+def load_runner(backend: str, source: Verified, artifact: Any, device: str | None, threads: int) -> Runner:
+    """The runner for one artifact's verified bytes on one backend, after checking that the graph's
+    own inputs and outputs are the ones the manifest declares (ValueError for an unknown backend)."""
     import importlib
 
     spec = REGISTRY.get(backend)
     if spec is None:
         raise ValueError(f"unknown backend {backend!r}: one of {', '.join(REGISTRY)}")
     runner_cls = getattr(importlib.import_module(spec.module), spec.runner)
-    return runner_cls(path, artifact, device, threads)
+    runner = runner_cls(source, artifact, device, threads)
+    try:
+        check_graph_io(runner, artifact, source.path)
+    except BaseException:
+        runner.close()
+        raise
+    return runner
+
+
+def check_graph_io(runner: Runner, artifact: Any, path: Path) -> None:
+    """A file whose graph is not what the manifest says (an encoder listed as the decoder, another
+    model's file with its own sha256) is refused, naming the tensor."""
+    declared = getattr(artifact, "inputs", None)
+    if declared is None:  # a file vaegan has just written, not yet described
+        return
+    for kind, specs, graph in (
+        ("input", declared, runner.graph_inputs),
+        ("output", artifact.outputs, runner.graph_outputs),
+    ):
+        want = [(t.name, tuple(d for d in t.shape[1:]), t.dtype) for t in specs]
+        got = [(n, dims, dt) for n, dims, dt in graph]
+        same = len(want) == len(got) and all(
+            wn == gn
+            and wd == gd
+            and len(ws) == len(gs)
+            and all(g is None or g == w for w, g in zip(ws, gs, strict=True))
+            for (wn, ws, wd), (gn, gs, gd) in zip(want, got, strict=True)
+        )
+        if not same:
+            raise ArtifactCorrupt(
+                f"{path.name} has graph {kind}s {got}, the manifest declares {want} for the {artifact.component}: "
+                "the file is not the one the manifest describes; re-export the artifacts"
+            )

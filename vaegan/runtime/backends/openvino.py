@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vaegan.core.errors import BackendUnavailable
+from vaegan.core.errors import ArtifactCorrupt, BackendUnavailable
+from vaegan.core.manifest import Verified
 from vaegan.runtime.backends import Runner, RunnerInfo
 
 
@@ -39,8 +39,13 @@ def openvino_module():
     return ov
 
 
+def _spec(port) -> tuple[str, tuple[int | None, ...], str]:
+    dims = tuple(d.get_length() if d.is_static else None for d in port.get_partial_shape())
+    return port.get_any_name(), dims[1:], np.dtype(port.get_element_type().to_dtype()).name
+
+
 class OpenVinoRunner(Runner):
-    def __init__(self, path: Path, artifact, device: str | None, threads: int, hint: str = "LATENCY"):
+    def __init__(self, source: Verified, artifact, device: str | None, threads: int, hint: str = "LATENCY"):
         ov = openvino_module()
         core = ov.Core()
         dev = (device or "CPU").upper()
@@ -56,14 +61,20 @@ class OpenVinoRunner(Runner):
             config["INFERENCE_PRECISION_HINT"] = precision_hint
         if threads and dev == "CPU":
             config["INFERENCE_NUM_THREADS"] = threads
+        if source.weights is None:
+            raise ArtifactCorrupt(f"{source.path.name}: an OpenVINO IR needs its verified .bin weights")
+        path = source.path
         try:
-            self.compiled = core.compile_model(str(path), dev, config)
+            model = core.read_model(source.data, ov.Tensor(np.frombuffer(source.weights, np.uint8)))
+            self.compiled = core.compile_model(model, dev, config)
         except RuntimeError as e:  # a device that is listed but cannot take this model
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise BackendUnavailable(f"OpenVINO could not compile {path.name} for {dev}: {first}") from e
         self._local = threading.local()  # an infer request per calling thread
         self.input_name = self.compiled.inputs[0].get_any_name()
         self.output_names = [o.get_any_name() for o in self.compiled.outputs]
+        self.graph_inputs = [_spec(p) for p in self.compiled.inputs]
+        self.graph_outputs = [_spec(p) for p in self.compiled.outputs]
         self.info = RunnerInfo(
             "openvino",
             dev,

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
 from vaegan.core.errors import BackendUnavailable
+from vaegan.core.manifest import Verified
 from vaegan.runtime.backends import Runner, RunnerInfo
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
@@ -39,8 +39,24 @@ def pick_provider(device: str | None) -> str:
     return p
 
 
+ORT_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(uint8)": "uint8",
+    "tensor(int8)": "int8",
+}
+
+
+def _spec(t) -> tuple[str, tuple[int | None, ...], str]:
+    return (
+        t.name,
+        tuple(d if isinstance(d, int) else None for d in t.shape[1:]),
+        ORT_TYPES.get(t.type, t.type),
+    )
+
+
 class OrtRunner(Runner):
-    def __init__(self, path: Path, artifact, device: str | None, threads: int):
+    def __init__(self, source: Verified, artifact, device: str | None, threads: int):
         import onnxruntime as ort
 
         provider = pick_provider(device)
@@ -54,9 +70,11 @@ class OrtRunner(Runner):
         providers: list = [provider]
         if provider != "CPUExecutionProvider":
             providers.append("CPUExecutionProvider")
-        self.session = ort.InferenceSession(str(path), so, providers=providers)
+        self.session = ort.InferenceSession(source.data, so, providers=providers)
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
+        self.graph_inputs = [_spec(t) for t in self.session.get_inputs()]
+        self.graph_outputs = [_spec(t) for t in self.session.get_outputs()]
         # No IO binding: on the CPU it measured ~5 us slower per call than run() plus a copy of the
         # (small, uint8) output. session.run is safe to call from several threads.
         self.info = RunnerInfo(

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import ctypes
 import threading
-from pathlib import Path
 
 import numpy as np
 
 from vaegan.core.errors import ArtifactError, BackendUnavailable
+from vaegan.core.manifest import Verified
 from vaegan.runtime.backends import Runner, RunnerInfo
 
 
@@ -127,7 +127,8 @@ def engine_mismatch(tags: dict) -> str | None:
 
 
 class TensorRTRunner(Runner):
-    def __init__(self, path: Path, artifact, device: str | None, threads: int = 0):
+    def __init__(self, source: Verified, artifact, device: str | None, threads: int = 0):
+        path = source.path
         try:
             import tensorrt as trt
         except ImportError as e:
@@ -141,7 +142,7 @@ class TensorRTRunner(Runner):
         self.cudart = cudart = _cudart()
         self.trt = trt
         self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-        self.engine = self.runtime.deserialize_cuda_engine(path.read_bytes())
+        self.engine = self.runtime.deserialize_cuda_engine(source.data)
         if self.engine is None:
             raise ArtifactError(
                 f"TensorRT could not deserialize {path}: rebuild it on this device with `vaegan engines ART_DIR`"
@@ -153,6 +154,16 @@ class TensorRTRunner(Runner):
         self.input_name = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
         self.output_names = [n for n in names if n != self.input_name]
         self.max_batch = int(self.engine.get_tensor_profile_shape(self.input_name, 0)[2][0])
+        specs = {
+            n: (
+                n,
+                tuple(int(d) if d >= 0 else None for d in tuple(self.engine.get_tensor_shape(n))[1:]),
+                np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))).name,
+            )
+            for n in names
+        }
+        self.graph_inputs = [specs[self.input_name]]
+        self.graph_outputs = [specs[n] for n in self.output_names]
         self.buffers: dict[str, tuple[int, np.ndarray]] = {}
         for n in names:  # device buffer + pinned host mirror, sized for the max batch
             shape = (self.max_batch, *tuple(self.engine.get_tensor_shape(n))[1:])
