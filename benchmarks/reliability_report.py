@@ -27,7 +27,8 @@ def main(
         "# Reliability: the bad-input and fault sweep",
         "",
         "Every figure below was recorded by the test suite itself (`make test`; the tests in",
-        "`tests/runtime/test_hardening.py` and `tests/test_reliability.py`) and written to",
+        "`tests/runtime/test_hardening.py`, `test_trust.py`, `test_server_limits.py` and `tests/test_reliability.py`),",
+        "counted from what the tests really did (inputs tried, tests passed or failed), and written to",
         "`build/reliability.json`; this page is rendered from that file by `benchmarks/reliability_report.py`.",
         "Each case must get its documented answer: a typed `InputError`/`ArtifactError` from the API, a 4xx JSON",
         "error or a 503 from the server, never a crash, a hang or a wrong result.",
@@ -82,7 +83,7 @@ def main(
         "",
         "## The server under overload, then SIGTERM",
         "",
-        "`vaegan serve` with `--max-queue 4 --max-batch 16`, three bounded waves of 48 concurrent requests for",
+        "`vaegan serve` with `--max-queue 1024 --max-batch 16` (images), three bounded waves of 48 concurrent requests for",
         f"512 images each on loopback: {over.get('requests', 0)} requests, {over.get('completed', 0)} completed (200),",
         f"{over.get('refused_503', 0)} refused with 503 and `Retry-After: 1`, none lost or errored. Median time to",
         f"a 503: {over.get('median_503_s', 0):.3f} s (2-core machine, all 48 clients on the same cores) against",
@@ -93,6 +94,30 @@ def main(
         "accepted ones were answered with 200, the rest refused cleanly (503 or connection refused once the",
         "listener closed), and the process shut down through uvicorn's graceful path (`Application shutdown",
         "complete`, no traceback).",
+        "",
+        "## Trust boundaries (tests/runtime/test_trust.py, test_server_limits.py)",
+        "",
+        "Each figure is the number of tests that passed / failed in that run.",
+        "",
+        "| case | passed | failed |",
+        "|---|---:|---|",
+        *[
+            f"| {label} | {sec.get(key + ' passed', 0)} | {sec.get(key + ' failed', 0)} |"
+            for label, sec, key in (
+                (
+                    "valid JSON with wrong content (ints for hashes, escaping paths' neighbours, wrong sizes, "
+                    "swapped files or components) refused naming the field",
+                    d.get("manifest", {}),
+                    "wrong content refused",
+                ),
+                (
+                    "`/v1/sample` n=1 answered within 5 s under 48 expensive uploads and 200 idle sockets, "
+                    "`/healthz` 200 throughout",
+                    d.get("server", {}),
+                    "sample answered under a reconstruct flood and idle sockets",
+                ),
+            )
+        ],
         "",
     ]
     dst.write_text("\n".join(lines))

@@ -284,17 +284,18 @@ class OpenVinoDefaultRunner(Runner):
 class TorchEagerRunner(Runner):
     """The peer: the trained fp32 model in PyTorch eager mode, wrapped in the exported graph's I/O."""
 
-    def __init__(self, run_dir: Path, component: str, threads: int):
+    def __init__(
+        self, module: Any, component: str, threads: int, output_range: Any = (-1.0, 1.0), origin: str = ""
+    ):
         import torch
 
         from vaegan.export.onnx import DecoderGraph, EncoderGraph
-        from vaegan.trainer.checkpoint import load_model
 
         if threads:
             torch.set_num_threads(threads)
-        _, model = load_model(run_dir)
-        self.graph = DecoderGraph(model.decoder) if component == "decoder" else EncoderGraph(model.encoder)
-        self.info = RunnerInfo("torch-eager", "cpu", "fp32", str(run_dir))
+        graph = DecoderGraph if component == "decoder" else EncoderGraph
+        self.graph = graph(module, tuple(output_range)).eval()
+        self.info = RunnerInfo("torch-eager", "cpu", "fp32", origin)
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
         import torch
@@ -305,7 +306,13 @@ class TorchEagerRunner(Runner):
 
 
 def make_runner(
-    engine: str, art_dir: Path, m: Manifest, precision: str, component: str, threads: int
+    engine: str,
+    art_dir: Path,
+    m: Manifest,
+    precision: str,
+    component: str,
+    threads: int,
+    modules: dict[str, Any] | None = None,
 ) -> tuple[Runner, str] | str:
     """(runner, the precision it computes in), or why the engine is skipped.
 
@@ -320,10 +327,22 @@ def make_runner(
                 return "torch is not installed"
             if precision != "fp32":
                 return "PyTorch eager runs the fp32 model only"
+            output_range = m.model.get("output_range", (-1.0, 1.0))
+            if modules and modules.get(component) is not None:
+                return TorchEagerRunner(
+                    modules[component], component, threads, output_range, "given modules"
+                ), "fp32"
+            if m.run.get("source") == "user modules":
+                return "exported from user modules: PyTorch eager runs only when they are given (run_bench(modules=...))"
             run = Path(m.run.get("path", ""))
             if not (run / "model.safetensors").exists():
                 return f"the run dir {run} is not here (pass --run-dir)"
-            return TorchEagerRunner(run, component, threads), "fp32"
+            from vaegan.trainer.checkpoint import load_model
+
+            _, model = load_model(run)
+            return TorchEagerRunner(
+                getattr(model, component), component, threads, output_range, str(run)
+            ), "fp32"
         art = m.find(component, precision, fmt)
         if art is None:
             return f"no {precision} {fmt} {component} in the artifact dir"
@@ -349,8 +368,14 @@ def make_runner(
 
 
 def run_bench(
-    art_dir: str | Path, cfg: BenchConfig, run_dir: str | Path | None = None, progress: bool = True
+    art_dir: str | Path,
+    cfg: BenchConfig,
+    run_dir: str | Path | None = None,
+    progress: bool = True,
+    modules: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """Every engine x precision x component x batch of `cfg`. modules: {"decoder": nn.Module, ...}
+    for the PyTorch eager peer of a model exported with export_model."""
     art_dir = Path(art_dir)
     m = Manifest.load(art_dir)
     if run_dir is not None:
@@ -391,7 +416,7 @@ def run_bench(
             peak_runs.append(measure_peak(seconds=0.6, trials=3))
         engines = {}
         for engine in cfg.engines:
-            made = make_runner(engine, art_dir, m, precision, comp, cfg.threads)
+            made = make_runner(engine, art_dir, m, precision, comp, cfg.threads, modules)
             if isinstance(made, str):
                 skipped[f"{engine}/{precision}/{comp}"] = made
                 if bar:

@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -34,7 +34,7 @@ from vaegan.runtime.backends import REGISTRY as _BACKENDS
 BACKEND_NAMES = tuple(_BACKENDS)
 
 
-def _fail(msg: str) -> None:
+def _fail(msg: str) -> NoReturn:
     click.echo(f"vaegan: error: {msg}", err=True)
     sys.exit(2)
 
@@ -270,7 +270,37 @@ def eval_cmd(
 
 # ---------------------------------------------------------------------------------------- export
 @cli.command("export")
-@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("run_dir", type=click.Path(path_type=Path), required=False)
+@click.option(
+    "--model",
+    "model_spec",
+    metavar="MODULE:FUNCTION",
+    default=None,
+    help="Export your own PyTorch model instead of a run dir: FUNCTION() in MODULE (importable, e.g. "
+    "my_pkg.models:build) returns (encoder or None, decoder) with weights loaded. Needs --latent-dim and "
+    "--image-shape; see README, 'Bring your own model'.",
+)
+@click.option("--latent-dim", type=int, default=None, help="With --model: the decoder's z size.")
+@click.option(
+    "--image-shape",
+    callback=_csv(int),
+    default=None,
+    help="With --model: H,W,C of the decoder's output (C 1, 3 or 4).",
+)
+@click.option(
+    "--output-range",
+    callback=_csv(float),
+    default="-1,1",
+    show_default=True,
+    help="With --model: what the decoder returns (-1,1 for tanh, 0,1 for sigmoid).",
+)
+@click.option(
+    "--calibration",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="With --model: real images (a folder, subfolders = labels, or an .npz with uint8 'x' [N,H,W,C]) "
+    "for int8 calibration and quality.",
+)
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -289,19 +319,78 @@ def eval_cmd(
 @option_from(ExportOptions, "max_fd_increase", "--max-fd-increase", type=float)
 @option_from(ExportOptions, "quality_n", "--quality-n", type=int)
 @option_from(ExportOptions, "force", "--force")
-def export_cmd(run_dir: Path, out: Path, precisions: list[str], **o: Any) -> None:
-    """Export a run dir to ONNX (fp32/fp16/int8), optionally OpenVINO, Triton and TensorRT.
+def export_cmd(
+    run_dir: Path | None,
+    model_spec: str | None,
+    latent_dim: int | None,
+    image_shape: list[int] | None,
+    output_range: list[float],
+    calibration: Path | None,
+    out: Path,
+    precisions: list[str],
+    **o: Any,
+) -> None:
+    """Export a run dir (or, with --model, your own PyTorch model) to ONNX (fp32/fp16/int8),
+    optionally OpenVINO, Triton and TensorRT.
 
     Every artifact is checked (fp32 against torch, within one grey level at batch 1, 7 and
     --max-batch; fp16/int8 against fp32; every ONNX against TensorRT's import rules) and scored;
     manifest.json records it all.
     """
-    from vaegan.export.pipeline import export_run
+    from vaegan.export.pipeline import export_model, export_run
 
     if all(p in PRECISIONS for p in precisions):  # fp32 is the reference: always built, listed first
         precisions = sorted(set(precisions) | {"fp32"}, key=PRECISIONS.index)
-    manifest = export_run(run_dir, out, ExportOptions(precisions=precisions, **o).validate())
+    if (run_dir is None) == (model_spec is None):
+        _fail("pass either RUN_DIR (a `vaegan train` run) or --model MODULE:FUNCTION, not both or neither")
+    if run_dir is not None:
+        manifest = export_run(run_dir, out, ExportOptions(precisions=precisions, **o).validate())
+    else:
+        if model_spec is None or latent_dim is None or image_shape is None:
+            _fail("--model needs --latent-dim and --image-shape H,W,C")
+        encoder, decoder = _build_model(model_spec)
+        calib: Any = calibration
+        if calibration is not None and calibration.suffix == ".npz":
+            import numpy as np
+
+            with np.load(calibration) as z:
+                if "x" not in z:
+                    _fail(f"{calibration} has no array 'x' of uint8 images [N,H,W,C]")
+                calib = z["x"]
+        manifest = export_model(
+            decoder,
+            out,
+            latent_dim=latent_dim,
+            image_shape=image_shape,
+            encoder=encoder,
+            output_range=output_range,
+            calibration=calib,
+            **{"precisions": precisions, **o},
+        )
     _print_manifest(manifest, out)
+
+
+def _build_model(spec: str) -> tuple[Any, Any]:
+    """MODULE:FUNCTION -> FUNCTION()'s (encoder or None, decoder), with one line for each way it fails."""
+    import importlib
+
+    module_name, _, func_name = spec.partition(":")
+    if not module_name or not func_name:
+        _fail(f"--model takes MODULE:FUNCTION (e.g. my_pkg.models:build), got {spec!r}")
+    sys.path.insert(0, os.getcwd())  # like `python -m`: modules in the working directory import
+    try:
+        func = getattr(importlib.import_module(module_name), func_name)
+    except ImportError as e:
+        _fail(f"--model: cannot import {module_name} ({e}): is it on PYTHONPATH or in this directory?")
+    except AttributeError:
+        _fail(f"--model: {module_name} has no {func_name}")
+    try:
+        built = func()
+    except Exception as e:  # noqa: BLE001 - the user's code: one line saying where
+        _fail(f"--model: {spec}() raised {type(e).__name__}: {e}")
+    if not (isinstance(built, tuple | list) and len(built) == 2):
+        _fail(f"--model: {spec}() must return (encoder or None, decoder), got {type(built).__name__}")
+    return built[0], built[1]
 
 
 @cli.command()
@@ -339,12 +428,19 @@ def info(art_dir: Path, as_json: bool) -> None:
 
 
 def _print_manifest(m, art_dir: Path) -> None:
-    mc = m.model
+    h, w, c = m.image_shape
+    if m.run.get("source") == "user modules":
+        mods = m.run.get("modules", {})
+        origin = (
+            "exported from user modules (" + ", ".join(f"{k} {v['class']}" for k, v in mods.items()) + ")"
+        )
+    else:
+        origin = f"trained {m.run.get('mode')} for {m.run.get('step')} steps on {m.run.get('data')}"
     click.echo(
-        f"{art_dir}: {mc['image_size']}x{mc['image_size']}x{mc['channels']} images, z={mc['latent_dim']}, "
-        f"trained {m.run.get('mode')} for {m.run.get('step')} steps on {m.run.get('data')}; "
-        f"batch 1..{m.max_batch} (opt {m.opt_batch})"
+        f"{art_dir}: {h}x{w}x{c} images, z={m.latent_dim}, {origin}; batch 1..{m.max_batch} (opt {m.opt_batch})"
     )
+    if m.run.get("quality_space"):
+        click.echo(f"quality measured in: {m.run['quality_space']}")
     from vaegan.doctor import _conformance_summary
 
     rows = [

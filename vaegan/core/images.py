@@ -11,8 +11,6 @@ from PIL import Image
 from vaegan.core.io import atomic_write
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
-# uint8 pixels p map to the networks' range [-1, 1] as p / PIXEL_SCALE - 1 (trainer.data.pixels_to_unit)
-PIXEL_SCALE = 127.5
 
 
 def grid(images: np.ndarray, cols: int | None = None, pad: int = 2, scale: int = 1) -> np.ndarray:
@@ -77,21 +75,26 @@ def to_8bit(img: Image.Image) -> Image.Image:
     return img if img.mode in ("L", "RGB") else img.convert("RGB")
 
 
-def fit_image(img: Image.Image, size: int, channels: int) -> np.ndarray:
-    """A PIL image -> uint8 [size,size,C]: 8-bit (to_8bit), colour mode, centre crop to a square, resize."""
-    img = to_8bit(img).convert("L" if channels == 1 else "RGB")
-    w, h = img.size
-    if w != h:
-        s = min(w, h)
-        img = img.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
-    if img.size[0] != size:
-        up = size > img.size[0]
-        img = img.resize((size, size), Image.Resampling.BICUBIC if up else Image.Resampling.LANCZOS)
+def fit_image(img: Image.Image, size: int | tuple[int, int], channels: int) -> np.ndarray:
+    """A PIL image -> uint8 [H, W, C]: 8-bit (to_8bit; C=4 keeps its alpha as is), colour mode,
+    centre crop to the target's aspect, resize. `size` is H = W, or (H, W)."""
+    h, w = (size, size) if isinstance(size, int) else size
+    if channels == 4:
+        img = img.convert("RGBA")
+    else:
+        img = to_8bit(img).convert("L" if channels == 1 else "RGB")
+    iw, ih = img.size
+    if iw * h != ih * w:  # crop to the target's aspect ratio, centred
+        cw, ch = (iw, iw * h // w) if iw * h < ih * w else (ih * w // h, ih)
+        img = img.crop(((iw - cw) // 2, (ih - ch) // 2, (iw - cw) // 2 + cw, (ih - ch) // 2 + ch))
+    if img.size != (w, h):
+        up = w > img.size[0]
+        img = img.resize((w, h), Image.Resampling.BICUBIC if up else Image.Resampling.LANCZOS)
     a = np.asarray(img, dtype=np.uint8)
     return a[..., None] if a.ndim == 2 else a
 
 
-def load_image(path: str | Path, size: int, channels: int) -> np.ndarray:
+def load_image(path: str | Path, size: int | tuple[int, int], channels: int) -> np.ndarray:
     """A user's image file -> uint8 [size,size,C] at the model's size."""
     img = Image.open(path)
     img.load()

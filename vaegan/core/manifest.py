@@ -46,9 +46,20 @@ SCHEMA: dict[str, Any] = {
         "schema_version": {"type": "integer", "minimum": 1},
         "model": {
             "type": "object",
-            "required": ["image_size", "channels", "latent_dim"],
+            "required": ["latent_dim"],
+            "anyOf": [{"required": ["image_shape"]}, {"required": ["image_size", "channels"]}],
             "properties": {
-                "image_size": {"enum": [16, 32, 64, 128]},
+                "image_shape": {  # H, W, C; any model (vaegan.export.export_model)
+                    "type": "array",
+                    "prefixItems": [
+                        {"type": "integer", "minimum": 4, "maximum": 4096},
+                        {"type": "integer", "minimum": 4, "maximum": 4096},
+                        {"enum": [1, 3, 4]},
+                    ],
+                    "minItems": 3,
+                    "maxItems": 3,
+                },
+                "image_size": {"enum": [16, 32, 64, 128]},  # vaegan's own square models
                 "channels": {"enum": [1, 3]},
                 "latent_dim": {"type": "integer", "minimum": 1, "maximum": 4096},
             },
@@ -92,6 +103,15 @@ SCHEMA: dict[str, Any] = {
         "created": {"type": "string"},
     },
 }
+
+
+def image_shape_of(model: dict[str, Any]) -> tuple[int, int, int]:
+    """(H, W, C) of a manifest's model: its image_shape, or a vaegan model's square image_size."""
+    if "image_shape" in model:
+        h, w, c = model["image_shape"]
+        return int(h), int(w), int(c)
+    s = int(model["image_size"])
+    return s, s, int(model["channels"])
 
 
 def contract(
@@ -160,8 +180,7 @@ class Manifest:
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        s = int(self.model["image_size"])
-        return s, s, int(self.model["channels"])
+        return image_shape_of(self.model)
 
     def find(self, component: str, precision: str, fmt: str) -> Artifact | None:
         for a in self.artifacts:
@@ -232,7 +251,7 @@ def _validate(d: dict[str, Any], path: Path) -> None:
             f"{path}: opt_batch {d['opt_batch']} is above max_batch {d['max_batch']}: re-export"
         )
     m = d["model"]
-    image_shape = (m["image_size"], m["image_size"], m["channels"])
+    image_shape = image_shape_of(m)
     seen = set()
     for i, a in enumerate(d["artifacts"]):
         ins, outs = contract(a["component"], m["latent_dim"], image_shape)

@@ -25,28 +25,32 @@ from torch import nn
 from vaegan.core.errors import ExportError
 from vaegan.core.manifest import IO_NAMES
 from vaegan.trainer.data import pixels_to_unit, unit_to_pixels
-from vaegan.trainer.models import Decoder, Encoder
 
 OPSET = 18
 log = logging.getLogger(__name__)
 
 
 class EncoderGraph(nn.Module):
-    def __init__(self, encoder: Encoder):
+    """uint8 NHWC images -> the encoder's (mu, logvar); pixels mapped to the range the model uses."""
+
+    def __init__(self, encoder: nn.Module, output_range: tuple[float, float] = (-1.0, 1.0)):
         super().__init__()
-        self.encoder = encoder
+        self.encoder, self.output_range = encoder, output_range
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.encoder(pixels_to_unit(images))
+        mu, logvar = self.encoder(pixels_to_unit(images, *self.output_range))
+        return mu, logvar
 
 
 class DecoderGraph(nn.Module):
-    def __init__(self, decoder: Decoder):
+    """z -> uint8 NHWC images, from the decoder's output range."""
+
+    def __init__(self, decoder: nn.Module, output_range: tuple[float, float] = (-1.0, 1.0)):
         super().__init__()
-        self.decoder = decoder
+        self.decoder, self.output_range = decoder, output_range
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return unit_to_pixels(self.decoder(z))
+        return unit_to_pixels(self.decoder(z), *self.output_range)
 
 
 def export_onnx(graph: nn.Module, example: torch.Tensor, component: str, path: Path, metadata: dict) -> None:
@@ -56,20 +60,26 @@ def export_onnx(graph: nn.Module, example: torch.Tensor, component: str, path: P
     quiet = logging.getLogger("torch.onnx")
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # it warns about torchvision ops this model never uses
-    with warnings.catch_warnings(), contextlib.redirect_stdout(buf):  # the exporter narrates to stdout
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(
-            graph.eval(),
-            (example,),
-            dynamo=True,
-            opset_version=OPSET,
-            input_names=inputs,
-            output_names=outputs,
-            dynamic_shapes=({0: batch},),
-            external_data=False,
-            optimize=True,
-        )
-    quiet.setLevel(level)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(buf):  # the exporter narrates to stdout
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                graph.eval(),
+                (example,),
+                dynamo=True,
+                opset_version=OPSET,
+                input_names=inputs,
+                output_names=outputs,
+                dynamic_shapes=({0: batch},),
+                external_data=False,
+                optimize=True,
+            )
+    except Exception as e:  # noqa: BLE001 - the exporter raises many types; each becomes one clear line
+        raise ExportError(
+            f"the {component} cannot be exported to ONNX: {unexportable(graph, example, e)}"
+        ) from e
+    finally:
+        quiet.setLevel(level)
     if program is None:
         raise ExportError(f"torch.onnx.export returned no program for the {component}")
     model = program.model_proto
@@ -82,6 +92,32 @@ def export_onnx(graph: nn.Module, example: torch.Tensor, component: str, path: P
     from vaegan.core.io import write_bytes
 
     write_bytes(path, model.SerializeToString())
+
+
+def unexportable(graph: nn.Module, example: torch.Tensor, error: Exception) -> str:
+    """The op the exporter failed on and the module it sits in, read from torch.export's graph
+    (each node keeps the module stack it came from); the exporter's own words otherwise."""
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", f"{type(error).__name__}: {error}")  # the exporter colours its text
+    found = re.search(r"(?:aten|torch\.ops\.aten)[:.]+([A-Za-z0-9_]+)", text)
+    op = found.group(1) if found else None
+    where = ""
+    if op is not None:
+        try:
+            program = torch.export.export(graph.eval(), (example,))
+            for node in program.graph.nodes:
+                if node.op == "call_function" and op in str(node.target):
+                    stack = node.meta.get("nn_module_stack") or {}
+                    if stack:
+                        path, cls = list(stack.values())[-1]
+                        where = f" in module {path.removeprefix('L__self__').strip('._') or '(top)'} ({getattr(cls, '__name__', cls)})"
+                    break
+        except Exception:  # noqa: BLE001, S110 - the hint is best effort; the op name stands alone
+            pass
+        return f"op aten.{op}{where} has no ONNX export (opset {OPSET}); replace it or export that part differently"
+    first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    return first[:300]
 
 
 def check_parity(

@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import hashlib
+import json
 import logging
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -30,11 +33,12 @@ import torch
 from torch import nn
 
 from vaegan import __version__
-from vaegan.config import ExportOptions, RunConfig
-from vaegan.core.errors import ArtifactError, ExportError
+from vaegan.config import ExportOptions
+from vaegan.core.errors import ArtifactError, ConfigError, ExportError
 from vaegan.core.manifest import (
     COMPONENTS,
     MANIFEST,
+    PRECISIONS,
     Artifact,
     Manifest,
     TensorSpec,
@@ -47,7 +51,7 @@ from vaegan.export import precision as prec
 from vaegan.export.conformance import check_file
 from vaegan.runtime.backends import Runner, load_runner
 from vaegan.trainer import checkpoint as ckpt
-from vaegan.trainer.data import to_tensor_range
+from vaegan.trainer.data import pixels_to_unit
 
 log = logging.getLogger(__name__)
 EVAL_CHUNK = 256  # rows per engine call when scoring
@@ -69,6 +73,10 @@ class Job:
     decoded: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # quality key -> images
     mu: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # "fp32" -> encoder mu on val
 
+    @property
+    def components(self) -> list[str]:
+        return [c for c in COMPONENTS if c in self.graphs]
+
     def step(self, what: str) -> None:
         log.debug(what)
         self.progress.set_description(what)
@@ -76,18 +84,139 @@ class Job:
 
 
 # ------------------------------------------------------------------------------------ the entry
+Scorer = Callable[[np.ndarray], dict[str, Any]]  # uint8 images -> quality metrics
+
+
+@dataclasses.dataclass
+class Model:
+    """What one export needs to know about the model, wherever it came from."""
+
+    decoder: nn.Module
+    encoder: nn.Module | None
+    latent_dim: int
+    image_shape: tuple[int, int, int]  # H, W, C
+    output_range: tuple[float, float]
+    model: dict[str, Any]  # manifest "model": image shape, latent dim, config
+    run: dict[str, Any]  # manifest "run": where the model came from
+    key: str  # identifies the model: --out holding another key needs --force
+    calibration: np.ndarray | None  # real uint8 images [N, H, W, C]
+    validation: np.ndarray | None  # real images the encoder parity is measured on
+    scorer: Scorer
+    quality_space: str  # which feature space the quality figures are in
+
+
+def export_model(
+    decoder: nn.Module,
+    out: str | Path,
+    *,
+    latent_dim: int,
+    image_shape: Sequence[int],
+    encoder: nn.Module | None = None,
+    output_range: Sequence[float] = (-1.0, 1.0),
+    calibration: np.ndarray | str | Path | None = None,
+    precisions: tuple[str, ...] | list[str] = PRECISIONS,
+    openvino: bool = False,
+    triton: bool = False,
+    trt: bool = False,
+    **options: Any,
+) -> Manifest:
+    """Export any PyTorch decoder (z [B, latent_dim] -> image [B, C, H, W] in output_range) and
+    optional encoder (image -> (mu, logvar)) with vaegan's checks, precisions and manifest.
+
+    calibration: real images as uint8 [N, H, W, C], or a folder of images (subfolders = labels); it
+    calibrates int8 and is what quality is measured against. Labelled folders are scored in a
+    classifier trained on their labels, as `vaegan eval` does; unlabelled images in a label-free
+    space (PCA of their pixels); the manifest says which. `options` are ExportOptions fields
+    (max_batch, force, strict, quality_n, ...).
+    """
+    opts = ExportOptions(
+        precisions=list(precisions), openvino=openvino, triton=triton, trt=trt, **options
+    ).validate()
+    shape = _check_shape(latent_dim, image_shape, output_range)
+    output_range = (float(output_range[0]), float(output_range[1]))
+    data = _calibration_data(calibration, shape)
+    if data is None and "int8" in opts.precisions:
+        raise ExportError("int8 needs calibration images: pass calibration= (uint8 [N, H, W, C] or a folder)")
+    check_modules(decoder, encoder, latent_dim, shape, output_range, None if data is None else data.images)
+    if data is not None and data.labels is not None:
+        scorer, space = _classifier_scorer(data)
+    else:
+        scorer, space = _pca_scorer(None if data is None else data.images)
+    described = {
+        "decoder": describe(decoder),
+        **({"encoder": describe(encoder)} if encoder is not None else {}),
+    }
+    key = hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:16]
+    images = None if data is None else data.images
+    model = Model(
+        decoder=decoder,
+        encoder=encoder,
+        latent_dim=int(latent_dim),
+        image_shape=shape,
+        output_range=(float(output_range[0]), float(output_range[1])),  # checked by _check_shape
+        model={"latent_dim": int(latent_dim), "image_shape": list(shape), "output_range": list(output_range)},
+        run={"source": "user modules", "modules": described, "data_key": key, "quality_space": space},
+        key=key,
+        calibration=images,
+        validation=None if images is None else images[:256],
+        scorer=scorer,
+        quality_space=space,
+    )
+    return export(model, Path(out), opts)
+
+
 def export_run(run_dir: str | Path, out: str | Path, opts: ExportOptions | None = None) -> Manifest:
+    """`vaegan export RUN`: a run dir's encoder and EMA decoder through export_model's path, scored
+    in the classifier space of the run's own labelled data."""
+    from vaegan.trainer.evaluate import evaluate_images, reference_data
+
     opts = dataclasses.replace(opts or ExportOptions()).validate()
-    run_dir, out = Path(run_dir), Path(out)
+    run_dir = Path(run_dir)
     cfg, m = ckpt.load_model(run_dir)
-    check_out_dir(out, cfg.data_key, opts.force)
+    mc = cfg.model
+    ref = reference_data(cfg)
+
+    def scorer(images: np.ndarray) -> dict[str, Any]:
+        ev = evaluate_images(images, cfg, ref)
+        return dict(ev.metrics) | ({"unavailable": sorted(ev.unavailable)} if ev.unavailable else {})
+
+    shape = (mc.image_size, mc.image_size, mc.channels)
+    model = Model(
+        decoder=m.decoder,
+        encoder=m.encoder,
+        latent_dim=mc.latent_dim,
+        image_shape=shape,
+        output_range=(-1.0, 1.0),
+        model={**cfg.model.__dict__, "image_shape": list(shape)},
+        run={
+            "source": "vaegan run",
+            "path": str(run_dir),
+            "data": cfg.train.data,
+            "data_key": cfg.data_key,
+            "class_names": cfg.class_names,
+            "mode": cfg.train.mode,
+            "step": _run_step(run_dir),
+            "quality_space": "classifier",
+        },
+        key=cfg.data_key,
+        calibration=ref.train.images,
+        validation=ref.val.images,
+        scorer=scorer,
+        quality_space="classifier",
+    )
+    return export(model, Path(out), opts)
+
+
+def export(model: Model, out: Path, opts: ExportOptions) -> Manifest:
+    """The one export path: a temp dir beside `out`, every step, then one rename into place."""
+    check_out_dir(out, model.key, opts.force)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     except OSError as e:
         raise ExportError(f"cannot write to {out.parent} ({e.strerror}): choose a writable --out") from e
     try:
-        manifest = _export_into(tmp, cfg, m, opts, run_dir)
+        manifest = _export_into(tmp, model, opts)
         replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -99,58 +228,49 @@ def export_run(run_dir: str | Path, out: str | Path, opts: ExportOptions | None 
     return manifest
 
 
-def _export_into(root: Path, cfg: RunConfig, m: Any, opts: ExportOptions, run_dir: Path) -> Manifest:
+def _export_into(root: Path, model: Model, opts: ExportOptions) -> Manifest:
     from tqdm import tqdm
 
-    from vaegan.trainer.evaluate import reference_data
-
-    mc = cfg.model
+    components = [c for c in COMPONENTS if c == "decoder" or model.encoder is not None]
     reduced = [p for p in opts.precisions if p != "fp32"]
-    n_ir = (1 + len(reduced)) * 2 if opts.openvino else 0
-    total = 2 + 1 + 2 * len(reduced) + n_ir + 1 + 1 + int(opts.triton)
+    n_ir = (1 + len(reduced)) * len(components) if opts.openvino else 0
+    total = len(components) * (1 + len(reduced)) + 1 + n_ir + 1 + 1 + int(opts.triton) + 1
     with tqdm(total=total, unit="step", leave=False, disable=not sys.stderr.isatty()) as bar:
+        graphs: dict[str, nn.Module] = {
+            "decoder": onnx_export.DecoderGraph(model.decoder, model.output_range)
+        }
+        if model.encoder is not None:
+            graphs["encoder"] = onnx_export.EncoderGraph(model.encoder, model.output_range)
         job = Job(
             root=root,
             opts=opts,
-            graphs={
-                "encoder": onnx_export.EncoderGraph(m.encoder),
-                "decoder": onnx_export.DecoderGraph(m.decoder),
-            },
-            image_shape=(mc.image_size, mc.image_size, mc.channels),
-            latent_dim=mc.latent_dim,
-            metadata={
-                "vaegan_version": __version__,
-                "model_config": cfg.model.__dict__,
-                "data_key": cfg.data_key,
-            },
+            graphs=graphs,
+            image_shape=model.image_shape,
+            latent_dim=model.latent_dim,
+            metadata={"vaegan_version": __version__, "model_config": model.model, "data_key": model.key},
             progress=bar,
         )
         write_fp32(job)
-        ref = reference_data(cfg)
-        calib = calibration(job, m.encoder, ref.train.images)
-        z_eval = np.random.default_rng(opts.seed + 1).standard_normal((opts.quality_n, mc.latent_dim))
+        calib = calibration(job, model.encoder, model.calibration)
+        z_eval = np.random.default_rng(opts.seed + 1).standard_normal((opts.quality_n, model.latent_dim))
         z_eval = z_eval.astype(np.float32)
-        val = ref.val.images
+        val = (
+            model.validation if model.validation is not None else np.zeros((0, *model.image_shape), np.uint8)
+        )
         job.decoded["fp32"] = _decode(_runner(job, "decoder", "fp32"), z_eval)
-        job.mu["fp32"] = _encode(_runner(job, "encoder", "fp32"), val)
+        if "encoder" in graphs and len(val):
+            job.mu["fp32"] = _encode(_runner(job, "encoder", "fp32"), val)
         write_reduced(job, calib, z_eval, val)
         if opts.openvino:
             write_openvino(job, z_eval, val)
-        quality = score(job, cfg, ref)
+        quality = score(job, model.scorer)
         job.step("checking TensorRT conformance")
         check_conformance(job.artifacts, opts.strict)
         if opts.triton:
             write_triton(job)
         manifest = Manifest(
-            model=dict(cfg.model.__dict__),
-            run={
-                "path": str(run_dir),
-                "data": cfg.train.data,
-                "data_key": cfg.data_key,
-                "class_names": cfg.class_names,
-                "mode": cfg.train.mode,
-                "step": _run_step(run_dir),
-            },
+            model=model.model,
+            run=model.run,
             max_batch=opts.max_batch,
             opt_batch=opts.opt_batch,
             artifacts=job.artifacts,
@@ -172,7 +292,7 @@ def write_fp32(job: Job) -> None:
         "decoder": torch.zeros(2, job.latent_dim),
     }
     batches = sorted({1, 7, job.opts.max_batch})
-    for comp in COMPONENTS:
+    for comp in job.components:
         path = job.root / f"{comp}.fp32.onnx"
         job.step(f"exporting {path.name}")
         graph = job.graphs[comp].eval()
@@ -186,18 +306,26 @@ def write_fp32(job: Job) -> None:
         job.artifacts.append(_artifact(job.root, path, comp, "fp32", "onnx", parity, {}, path))
 
 
-def calibration(job: Job, encoder: nn.Module, images: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
+def calibration(
+    job: Job, encoder: nn.Module | None, images: np.ndarray | None
+) -> dict[str, dict[str, np.ndarray]]:
     """Calibration feeds: real images for the encoder; for the decoder, prior samples mixed half
-    and half with the encoder's mu of real images (what the decoder meets when reconstructing)."""
+    and half with the encoder's mu of real images (what the decoder meets when reconstructing), or
+    prior samples alone when there is no encoder or no images."""
     job.step("calibration data")
     opts, rng = job.opts, np.random.default_rng(job.opts.seed)
-    n = min(opts.calib_samples, len(images))
-    real = images[rng.permutation(len(images))[:n]]
-    with torch.no_grad():
-        mu, _ = encoder.eval()(to_tensor_range(real))
-    z_prior = rng.standard_normal((opts.calib_samples - n // 2, job.latent_dim)).astype(np.float32)
-    z = np.concatenate([z_prior, mu.numpy()[: n // 2].astype(np.float32)])
-    return {"encoder": {"images": real}, "decoder": {"z": z[rng.permutation(len(z))]}}
+    feeds: dict[str, dict[str, np.ndarray]] = {}
+    z = rng.standard_normal((opts.calib_samples, job.latent_dim)).astype(np.float32)
+    if images is not None and len(images):
+        real = images[rng.permutation(len(images))[: min(opts.calib_samples, len(images))]]
+        feeds["encoder"] = {"images": real}
+        if encoder is not None:
+            with torch.no_grad():
+                mu = job.graphs["encoder"].eval()(torch.from_numpy(real))[0].numpy().astype(np.float32)
+            z = np.concatenate([z[: opts.calib_samples - len(real) // 2], mu[: len(real) // 2]])
+            z = z[rng.permutation(len(z))]
+    feeds["decoder"] = {"z": z}
+    return feeds
 
 
 def write_reduced(
@@ -208,7 +336,7 @@ def write_reduced(
     for p in opts.precisions:
         if p == "fp32":
             continue
-        for comp in COMPONENTS:
+        for comp in job.components:
             src, dst = job.paths[(comp, "fp32")], job.root / f"{comp}.{p}.onnx"
             job.step(f"converting {dst.name}")
             if p == "fp16":
@@ -233,7 +361,7 @@ def write_openvino(job: Job, z_eval: np.ndarray, val: np.ndarray) -> None:
     from vaegan.export import openvino as ov_export
 
     (job.root / "openvino").mkdir(exist_ok=True)
-    for comp in COMPONENTS:
+    for comp in job.components:
         for p in job.opts.precisions:
             xml = job.root / "openvino" / f"{comp}.{p}.xml"
             src = job.paths[(comp, "int8" if p == "int8" else "fp32")]
@@ -248,18 +376,13 @@ def write_openvino(job: Job, z_eval: np.ndarray, val: np.ndarray) -> None:
             job.artifacts.append(art)
 
 
-def score(job: Job, cfg: RunConfig, ref: Any) -> dict[str, dict[str, Any]]:
+def score(job: Job, scorer: Scorer) -> dict[str, dict[str, Any]]:
     """FD, precision/recall, coverage of every decoder's images of the same latents; the change from
     fp32, and whether it is within --max-fd-increase (an error under --strict)."""
-    from vaegan.trainer.evaluate import evaluate_images
-
     job.step("scoring every precision")
     opts, quality = job.opts, dict[str, dict[str, Any]]()
     for p, images in job.decoded.items():
-        ev = evaluate_images(images, cfg, ref)
-        q: dict[str, Any] = dict(ev.metrics)
-        if ev.unavailable:
-            q["unavailable"] = sorted(ev.unavailable)
+        q: dict[str, Any] = scorer(images)
         if p != "fp32":
             base = quality["fp32"]
             q |= {f"delta_{k}": q[k] - base[k] for k in ("fd", "coverage", "precision", "recall") if k in q}
@@ -304,7 +427,7 @@ def write_triton(job: Job) -> None:
 
     job.step("triton/")
     models = {}
-    for comp in COMPONENTS:
+    for comp in job.components:
         ins, outs = onnx_export.tensor_specs(job.paths[(comp, "fp32")])
         models[comp] = (job.paths[(comp, "fp32")], "onnx", ins, outs)
     triton.write_repository(job.root / "triton", models, job.opts.max_batch, job.opts.opt_batch)
@@ -443,4 +566,164 @@ def _run_step(run_dir: Path) -> int:
         return int((f.metadata() or {}).get("step", 0))
 
 
-__all__ = ["MANIFEST", "ExportOptions", "export_run"]
+# ------------------------------------------------------------------------ bring your own model
+def _check_shape(latent_dim: Any, image_shape: Any, output_range: Any) -> tuple[int, int, int]:
+    if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or not 1 <= latent_dim <= 4096:
+        raise ConfigError(f"latent_dim must be an integer in 1..4096, got {latent_dim!r}")
+    try:
+        h, w, c = (int(v) for v in image_shape)
+    except (TypeError, ValueError):
+        raise ConfigError(f"image_shape must be (H, W, C), got {image_shape!r}") from None
+    if not (4 <= h <= 4096 and 4 <= w <= 4096) or c not in (1, 3, 4):
+        raise ConfigError(
+            f"image_shape must be (H, W, C) with H, W in 4..4096 and C 1, 3 or 4, got {image_shape!r}"
+        )
+    try:
+        lo, hi = (float(v) for v in output_range)
+    except (TypeError, ValueError):
+        raise ConfigError(f"output_range must be (low, high), got {output_range!r}") from None
+    if not lo < hi:
+        raise ConfigError(f"output_range must be (low, high) with low < high, got {output_range!r}")
+    return h, w, c
+
+
+def _calibration_data(calibration: Any, shape: tuple[int, int, int]) -> Any:
+    """A Dataset of real images at the model's shape (labels when a folder has subfolders), or None."""
+    from vaegan.trainer.data import Dataset, load_image_folder
+
+    if calibration is None:
+        return None
+    h, w, c = shape
+    if isinstance(calibration, str | Path):
+        if not Path(calibration).is_dir():
+            raise ConfigError(f"calibration {calibration} is not a folder of images")
+        data = load_image_folder(Path(calibration), size=(h, w), channels=c)
+        return data
+    x = np.asarray(calibration)
+    if x.ndim == 3 and c == 1:
+        x = x[..., None]
+    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != shape or len(x) < 16:
+        raise ConfigError(
+            f"calibration must be at least 16 real images, uint8 [N, {h}, {w}, {c}], got {x.dtype} {list(x.shape)}"
+        )
+    return Dataset(x, None, [], "calibration images")
+
+
+def check_modules(
+    decoder: nn.Module,
+    encoder: nn.Module | None,
+    latent_dim: int,
+    shape: tuple[int, int, int],
+    output_range: tuple[float, float],
+    images: np.ndarray | None,
+) -> None:
+    """The modules do what export_model is told they do, else one clear ExportError."""
+    h, w, c = shape
+    lo, hi = output_range
+    if not isinstance(decoder, nn.Module) or (encoder is not None and not isinstance(encoder, nn.Module)):
+        raise ExportError("decoder (and encoder, when given) must be torch.nn.Module instances")
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(64, latent_dim, generator=g)
+    with torch.no_grad():
+        try:
+            x = decoder.eval()(z)
+        except Exception as e:  # noqa: BLE001 - the user's code: say what it did on what input
+            raise ExportError(f"the decoder failed on z [64, {latent_dim}]: {type(e).__name__}: {e}") from e
+        if not isinstance(x, torch.Tensor) or tuple(x.shape) != (64, c, h, w):
+            got = list(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ExportError(
+                f"the decoder returns {got} for z [64, {latent_dim}]; image_shape {shape} (H, W, C) needs "
+                f"[64, {c}, {h}, {w}]"
+            )
+        margin = 0.05 * (hi - lo)
+        outside = float(((x < lo - margin) | (x > hi + margin)).float().mean())
+        if outside > 0.01:
+            raise ExportError(
+                f"{outside:.0%} of the decoder's outputs on prior latents lie outside output_range ({lo:g}, {hi:g}) "
+                f"(min {float(x.min()):.3g}, max {float(x.max()):.3g}): pass the range it returns, e.g. (0, 1) for "
+                "a sigmoid, (-1, 1) for tanh"
+            )
+        if encoder is None:
+            return
+        real = (
+            torch.from_numpy(images[:8])
+            if images is not None
+            else torch.randint(0, 256, (8, h, w, c), dtype=torch.uint8)
+        )
+        try:
+            got = encoder.eval()(pixels_to_unit(real, lo, hi))
+        except Exception as e:  # noqa: BLE001
+            raise ExportError(
+                f"the encoder failed on images [8, {c}, {h}, {w}]: {type(e).__name__}: {e}"
+            ) from e
+        if not (
+            isinstance(got, tuple | list)
+            and len(got) == 2
+            and all(isinstance(t, torch.Tensor) and tuple(t.shape) == (8, latent_dim) for t in got)
+        ):
+            desc = (
+                [list(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__ for t in got]
+                if isinstance(got, tuple | list)
+                else type(got).__name__
+            )
+            raise ExportError(
+                f"the encoder must return (mu, logvar), two [B, {latent_dim}] tensors; it returned {desc}"
+            )
+
+
+def describe(module: nn.Module) -> dict[str, str]:
+    """Where a user's module came from: its class and a hash of its state dict (not a training run)."""
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    cls = type(module)
+    return {"class": f"{cls.__module__}.{cls.__qualname__}", "state_sha256": h.hexdigest()}
+
+
+def _classifier_scorer(data: Any) -> tuple[Scorer, str]:
+    """A labelled calibration folder: vaegan's evaluation classifier trained on its labels."""
+    from vaegan.trainer.metrics import get_classifier, score_images
+
+    train, _ = data.split(0.1, 0)
+    clf = get_classifier(data)
+    return (
+        lambda images: score_images(images, train, clf)
+    ), f"classifier ({len(data.class_names)} labels of the calibration folder)"
+
+
+def _pca_scorer(reference: np.ndarray | None) -> tuple[Scorer, str]:
+    """No labels: FD and precision/recall/coverage in the space of the first principal components of
+    the calibration images' pixels (at most 32x32 each). Without images the fp32 decoder's own
+    samples are the reference, so every precision is scored against fp32 on the same latents."""
+    from vaegan.trainer.metrics import frechet_distance, prdc
+
+    state: dict[str, Any] = {}
+
+    def small(images: np.ndarray) -> np.ndarray:
+        h, w = images.shape[1:3]
+        sh, sw = max(1, h // 32), max(1, w // 32)
+        x = images[:, : h // sh * sh, : w // sw * sw].astype(np.float64) / 255.0
+        x = x.reshape(len(x), h // sh, sh, w // sw, sw, -1).mean((2, 4))
+        return x.reshape(len(x), -1)
+
+    def fit(ref: np.ndarray) -> None:
+        x = small(ref)
+        mean = x.mean(0)
+        _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
+        state.update(mean=mean, basis=vt[: min(64, len(x) - 1)], ref=(x - mean) @ vt[: min(64, len(x) - 1)].T)
+
+    if reference is not None:
+        fit(reference)
+
+    def scorer(images: np.ndarray) -> dict[str, Any]:
+        if not state:  # the first images scored (fp32) become the reference
+            fit(images)
+        f = (small(images) - state["mean"]) @ state["basis"].T
+        return {"fd": frechet_distance(state["ref"], f)} | prdc(state["ref"], f, 5)
+
+    where = "the calibration images" if reference is not None else "the fp32 decoder's samples"
+    return scorer, f"pca (label-free: principal components of {where}' pixels)"
+
+
+__all__ = ["MANIFEST", "ExportOptions", "export_model", "export_run"]

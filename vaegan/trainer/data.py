@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from vaegan.core.errors import ConfigError, DataError
-from vaegan.core.images import IMAGE_SUFFIXES, PIXEL_SCALE, fit_image
+from vaegan.core.images import IMAGE_SUFFIXES, fit_image
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def load_digits_dataset(size: int, channels: int = 1) -> Dataset:
     )
 
 
-def load_image_folder(root: Path, size: int | None, channels: int | None) -> Dataset:
+def load_image_folder(root: Path, size: int | tuple[int, int] | None, channels: int | None) -> Dataset:
     """Recursive; the first path component under root is the label. Unreadable files are skipped."""
     files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
     if not files:
@@ -106,15 +106,14 @@ def load_image_folder(root: Path, size: int | None, channels: int | None) -> Dat
         channels = 1 if all(m in ("L", "1", "I", "I;16", "LA") for m in modes) else 3
     if len(sizes) > 1 or len(modes) > 1:  # said once, not per file
         log.warning(
-            "%s: %d images in %d sizes and %d modes (%s); all centre-cropped and resized to %dx%d, %s",
+            "%s: %d images in %d sizes and %d modes (%s); all centre-cropped and resized to %s, %s",
             root,
             len(opened),
             len(sizes),
             len(modes),
             ", ".join(sorted(modes)),
-            size,
-            size,
-            "grey" if channels == 1 else "RGB",
+            f"{size}x{size}" if isinstance(size, int) else f"{size[0]}x{size[1]}",
+            {1: "grey", 3: "RGB", 4: "RGBA"}[channels],
         )
     images = np.stack([fit_image(img, size, channels) for img, _ in opened])
     labels = None
@@ -189,20 +188,22 @@ def load_dataset(spec: str, size: int | None, channels: int | None = None) -> Da
     raise DataError(f"unknown dataset {spec!r}: use 'digits', an image folder or a .npz file that exists")
 
 
-def pixels_to_unit(images):
-    """uint8 NHWC -> float32 NCHW in [-1, 1] (torch). The one pixel mapping: training, evaluation and
+def pixels_to_unit(images, lo: float = -1.0, hi: float = 1.0):
+    """uint8 NHWC -> float32 NCHW in [lo, hi] (torch). The one pixel mapping: training, evaluation and
     the exported encoder graph all use it. Cast first: TensorRT takes uint8 only into a Cast."""
     import torch
 
-    return images.to(torch.float32).permute(0, 3, 1, 2) / PIXEL_SCALE - 1.0
+    scale = 255.0 / (hi - lo)  # 127.5 for vaegan's own [-1, 1]
+    return images.to(torch.float32).permute(0, 3, 1, 2) / scale + lo
 
 
-def unit_to_pixels(x):
-    """float NCHW in [-1, 1] -> uint8 NHWC (torch): round, clamp, then cast last (TensorRT takes
+def unit_to_pixels(x, lo: float = -1.0, hi: float = 1.0):
+    """float NCHW in [lo, hi] -> uint8 NHWC (torch): round, clamp, then cast last (TensorRT takes
     uint8 only from a Cast into a graph output). The exported decoder graph ends in exactly this."""
     import torch
 
-    return ((x + 1.0) * PIXEL_SCALE).round().clamp(0.0, 255.0).permute(0, 2, 3, 1).to(torch.uint8)
+    scale = 255.0 / (hi - lo)
+    return ((x - lo) * scale).round().clamp(0.0, 255.0).permute(0, 2, 3, 1).to(torch.uint8)
 
 
 def to_tensor_range(images: np.ndarray):
