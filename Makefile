@@ -59,7 +59,7 @@ $(VENV310)/.installed: pyproject.toml
 	$(PYTHON310) -m venv $(VENV310)
 	$(VENV310)/bin/python -m pip install -q --upgrade pip
 	$(VENV310)/bin/python -m pip install -q -e ".[serve,openvino]" "pytest>=8.0" "hypothesis>=6.100" "httpx>=0.27" \
-		"cuda-python>=12.6,<12.7"
+		"cuda-python>=12.6,<12.7" "tritonclient[http,grpc]>=2.40"
 	touch $@
 
 runtime-py310: $(VENV310)/.installed fixture

@@ -659,13 +659,16 @@ def _decode_with_progress(s: Any, z: Any) -> Any:
 @option_from(ServeConfig, "body_timeout_s", "--body-timeout", type=float)
 @option_from(ServeConfig, "keep_alive_s", "--keep-alive", type=float)
 @option_from(ServeConfig, "token", "--token", type=str)
+@option_from(ServeConfig, "grpc_port", "--grpc-port", type=int)
 @_backend_opt
 @_precision_opt
 @_device_opt
 def serve(
     art_dir: Path, host: str, port: int, backend: str, precision: str, device: str | None, **o: Any
 ) -> None:
-    """Serve the model over HTTP: POST /v1/sample, POST /v1/reconstruct, GET /healthz, GET /metrics.
+    """Serve the model over HTTP (POST /v1/sample, POST /v1/reconstruct, GET /healthz, GET /metrics,
+    and the Open Inference Protocol under /v2, as Triton and KServe speak it), and over gRPC with
+    --grpc-port.
 
     Listens on 127.0.0.1 unless --host says otherwise. Before exposing it (--host 0.0.0.0), set a
     token (--token or $VAEGAN_TOKEN) and put a TLS reverse proxy in front (docs/deploying.md).

@@ -251,6 +251,11 @@ class ServeConfig:
         "Require `Authorization: Bearer TOKEN` on every endpoint but /healthz (default: $VAEGAN_TOKEN, "
         "else open). Use TLS in front (docs/deploying.md): a token in clear text is readable on the wire.",
     )
+    grpc_port: int | None = opt(
+        None,
+        "Also serve the Open Inference Protocol (KServe v2) over gRPC on this port; HTTP always has it "
+        "under /v2 (docs/deploying.md).",
+    )
     max_body_bytes: int = 4 << 20
     request_timeout_s: float = 60.0
 
@@ -275,6 +280,8 @@ class ServeConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         if self.token is not None and len(self.token) < 16:
             raise ConfigError("--token must be at least 16 characters (e.g. `openssl rand -hex 24`)")
+        if self.grpc_port is not None and not 0 <= self.grpc_port <= 65535:
+            raise ConfigError(f"--grpc-port must be a port number, got {self.grpc_port}")
         if self.max_body_bytes < 1024:
             raise ConfigError("max_body_bytes must be at least 1024")
         return self

@@ -34,6 +34,7 @@ import numpy as np
 from vaegan.config import ServeConfig
 from vaegan.core.errors import InputError, Overloaded, VaeganError
 from vaegan.core.images import grid, to_pil
+from vaegan.runtime import oip
 from vaegan.runtime.batcher import BatcherClosed, MicroBatcher
 from vaegan.runtime.sampler import Sampler
 
@@ -61,7 +62,13 @@ def _metrics():
         ),
         "batch_seconds": Histogram("vaegan_batch_seconds", "Engine time per batch", registry=reg),
         "samples": Counter("vaegan_samples", "Images generated", registry=reg),
-        "queue": Gauge("vaegan_queue_depth", "Requests waiting", registry=reg),
+        "queue": Gauge("vaegan_queue_depth", "Images waiting for the decoder", registry=reg),
+        "infer": Counter(
+            "vaegan_infer_requests",
+            "Open Inference Protocol requests",
+            ["protocol", "model", "status"],
+            registry=reg,
+        ),
     }
 
 
@@ -81,7 +88,17 @@ def create_app(sampler: Sampler, cfg: ServeConfig | None = None):
         m["batch_seconds"].observe(seconds)
 
     batcher = MicroBatcher(sampler.decode, cfg.max_batch, cfg.max_delay_ms, cfg.max_queue, on_batch)
-    encoder = MicroBatcher(lambda x: sampler.encode(x)[0], cfg.max_batch, cfg.max_delay_ms, cfg.max_decoding)
+    encoder = None
+    if sampler.encoder_runner is not None:  # rows are mu and logvar side by side
+        encoder = MicroBatcher(
+            lambda x: np.concatenate(sampler.encode(x), axis=1),
+            cfg.max_batch,
+            cfg.max_delay_ms,
+            cfg.max_queue,
+        )
+    served = oip.models(sampler, batcher.submit, encoder.submit if encoder else None)
+    ready = threading.Event()
+    ready.set()
     image_pool = ThreadPoolExecutor(1, thread_name_prefix="vaegan-image-decode")
     decoding = _Slots(cfg.max_decoding)
     token = cfg.token or os.environ.get("VAEGAN_TOKEN") or None
@@ -191,7 +208,9 @@ def create_app(sampler: Sampler, cfg: ServeConfig | None = None):
         with decoding.take():  # 503 when --max-decoding uploads are already in hand
             loop = asyncio.get_running_loop()
             image = await loop.run_in_executor(image_pool, _decode_image, body, sampler)
-        mu = await run_batched(encoder, image)
+        if encoder is None:
+            raise InputError("this artifact dir has no encoder: /v1/reconstruct needs one")
+        mu = (await run_batched(encoder, image))[:, : sampler.latent_dim]
         rec = await run_batched(batcher, mu)
         m["samples"].inc(1)
         return Response(await asyncio.to_thread(_png, rec), media_type="image/png")
@@ -216,6 +235,69 @@ def create_app(sampler: Sampler, cfg: ServeConfig | None = None):
         m["queue"].set(batcher.queued)
         return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    # ------------------------------------------------- Open Inference Protocol (KServe v2) over HTTP
+    async def v2_server(request: Request) -> Response:
+        return JSONResponse(oip_server_metadata())
+
+    async def v2_live(request: Request) -> Response:
+        return JSONResponse({"live": True})
+
+    async def v2_ready(request: Request) -> Response:
+        return JSONResponse({"ready": ready.is_set()}, status_code=200 if ready.is_set() else 503)
+
+    def v2_error(model: str, status: int, msg: str, **headers: str) -> JSONResponse:
+        m["infer"].labels("http", model, str(status)).inc()
+        return error(status, msg, **headers)
+
+    async def v2_model(request: Request) -> Response:
+        if not authorized(request):
+            return error(401, "send Authorization: Bearer <token>", **{"WWW-Authenticate": "Bearer"})
+        try:
+            model = oip.find(served, request.path_params["name"], request.path_params.get("version"))
+        except oip.ModelNotFound as e:
+            return error(404, str(e))
+        return JSONResponse(model.metadata())
+
+    async def v2_model_ready(request: Request) -> Response:
+        try:
+            oip.find(served, request.path_params["name"], request.path_params.get("version"))
+        except oip.ModelNotFound as e:
+            return error(404, str(e))
+        return JSONResponse({"name": request.path_params["name"], "ready": ready.is_set()})
+
+    async def v2_infer(request: Request) -> Response:
+        name = request.path_params["name"]
+        if not authorized(request):
+            return v2_error(name, 401, "send Authorization: Bearer <token>", **{"WWW-Authenticate": "Bearer"})
+        try:
+            model = oip.find(served, name, request.path_params.get("version"))
+            body = await read_body(request)
+            head_len = request.headers.get("inference-header-content-length")
+            req, x, binary_out = _parse_infer(model, body, head_len)
+            rows = await asyncio.wait_for(asyncio.wrap_future(model.run(x)), cfg.request_timeout_s)
+        except oip.ModelNotFound as e:
+            return v2_error(name, 404, str(e))
+        except _TooLarge:
+            return v2_error(name, 413, f"request body over {cfg.max_body_bytes} bytes")
+        except _SlowBody:
+            return v2_error(name, 408, f"request body not received within {cfg.body_timeout_s:g}s")
+        except (Overloaded, BatcherClosed) as e:
+            return v2_error(name, 503, str(e), **{"Retry-After": "1"})
+        except (InputError, ValueError) as e:
+            return v2_error(name, 400, str(e))
+        except asyncio.TimeoutError:
+            return v2_error(name, 504, f"request took over {cfg.request_timeout_s:.0f}s")
+        m["samples"].inc(len(rows)) if name == "decoder" else None
+        m["infer"].labels("http", name, "200").inc()
+        head, blobs = _infer_response(model, req, model.split(rows), binary_out)
+        if not blobs:
+            return Response(head, media_type="application/json")
+        return Response(
+            head + b"".join(blobs),
+            media_type="application/octet-stream",
+            headers={"Inference-Header-Content-Length": str(len(head))},
+        )
+
     async def not_found(request: Request, exc) -> Response:
         status = getattr(exc, "status_code", 404)
         return error(status, f"{request.method} {request.url.path}: {getattr(exc, 'detail', 'not found')}")
@@ -223,7 +305,9 @@ def create_app(sampler: Sampler, cfg: ServeConfig | None = None):
     @contextlib.asynccontextmanager
     async def lifespan(app):
         yield
-        await asyncio.to_thread(encoder.close, True)  # answer what was accepted, then stop
+        ready.clear()
+        if encoder is not None:
+            await asyncio.to_thread(encoder.close, True)  # answer what was accepted, then stop
         await asyncio.to_thread(batcher.close, True)
         image_pool.shutdown(wait=False, cancel_futures=True)
 
@@ -233,17 +317,106 @@ def create_app(sampler: Sampler, cfg: ServeConfig | None = None):
             Route("/v1/reconstruct", reconstruct, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
+            Route("/v2", v2_server, methods=["GET"]),
+            Route("/v2/health/live", v2_live, methods=["GET"]),
+            Route("/v2/health/ready", v2_ready, methods=["GET"]),
+            Route("/v2/models/{name}", v2_model, methods=["GET"]),
+            Route("/v2/models/{name}/versions/{version}", v2_model, methods=["GET"]),
+            Route("/v2/models/{name}/ready", v2_model_ready, methods=["GET"]),
+            Route("/v2/models/{name}/versions/{version}/ready", v2_model_ready, methods=["GET"]),
+            Route("/v2/models/{name}/infer", v2_infer, methods=["POST"]),
+            Route("/v2/models/{name}/versions/{version}/infer", v2_infer, methods=["POST"]),
         ],
         exception_handlers={404: not_found, 405: not_found},
         lifespan=lifespan,
     )
     app.state.batcher = batcher
     app.state.sampler = sampler
+    app.state.oip = served
+    app.state.metrics = m
+    app.state.ready = ready
+    app.state.token = token
     return app
 
 
 class _TooLarge(Exception):
     pass
+
+
+def oip_server_metadata() -> dict[str, Any]:
+    from vaegan import __version__
+
+    return {"name": "vaegan", "version": __version__, "extensions": ["binary_tensor_data"]}
+
+
+def _parse_infer(
+    model: oip.OipModel, body: bytes, head_len: str | None
+) -> tuple[dict, np.ndarray, dict[str, bool]]:
+    """An infer request (JSON, or JSON plus binary tensor data) -> (request, input array, which
+    outputs to answer in binary)."""
+    if head_len is not None:
+        if not head_len.isdigit() or int(head_len) > len(body):
+            raise InputError("Inference-Header-Content-Length is not the length of the JSON part of the body")
+        head, raw = body[: int(head_len)], body[int(head_len) :]
+    else:
+        head, raw = body, b""
+    try:
+        req = json.loads(head)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InputError("the inference request is not valid JSON") from None
+    except RecursionError:
+        raise InputError("the inference request is JSON nested too deeply") from None
+    inputs = req.get("inputs") if isinstance(req, dict) else None
+    if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
+        want = model.inputs[0]
+        raise InputError(f"{model.name} takes one input tensor {want.name!r} ({want.datatype} {want.shape})")
+    t = inputs[0]
+    name, datatype, shape = t.get("name"), t.get("datatype"), t.get("shape")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
+        raise InputError(f"input {name!r}: shape must be a list of integers, got {shape!r}")
+    model.check_input(str(name), str(datatype), shape)
+    size = (t.get("parameters") or {}).get("binary_data_size")
+    if size is not None:
+        if not isinstance(size, int) or size != len(raw):
+            raise InputError(
+                f"input {name!r}: binary_data_size {size!r} does not match the {len(raw)} bytes sent"
+            )
+        x = oip.from_bytes(str(datatype), shape, raw)
+    else:
+        x = oip.to_array(str(datatype), shape, t.get("data"))
+    default = bool((req.get("parameters") or {}).get("binary_data_output", False))
+    asked = req.get("outputs")
+    names = [o.name for o in model.outputs]
+    binary = dict.fromkeys(names, default)
+    if isinstance(asked, list) and asked:
+        binary = {}
+        for o in asked:
+            oname = o.get("name") if isinstance(o, dict) else None
+            if oname not in names:
+                raise InputError(f"{model.name} has outputs {names}, not {oname!r}")
+            binary[oname] = bool((o.get("parameters") or {}).get("binary_data", default))
+    return req, x, binary
+
+
+def _infer_response(
+    model: oip.OipModel, req: dict, arrays: list[np.ndarray], binary: dict[str, bool]
+) -> tuple[bytes, list[bytes]]:
+    outputs, blobs = [], []
+    for spec, arr in zip(model.outputs, arrays, strict=True):
+        if spec.name not in binary:
+            continue
+        out: dict[str, Any] = {"name": spec.name, "datatype": spec.datatype, "shape": list(arr.shape)}
+        if binary[spec.name]:
+            blob = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes()
+            out["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            out["data"] = arr.reshape(-1).tolist()
+        outputs.append(out)
+    resp: dict[str, Any] = {"model_name": model.name, "model_version": oip.VERSION, "outputs": outputs}
+    if "id" in req:
+        resp["id"] = req["id"]
+    return json.dumps(resp).encode(), blobs
 
 
 class _SlowBody(Exception):
@@ -374,4 +547,15 @@ def serve(sampler: Sampler, host: str, port: int, cfg: ServeConfig) -> None:
     """Run until SIGINT/SIGTERM; uvicorn then stops accepting and finishes what it accepted."""
     import uvicorn
 
-    uvicorn.Server(uvicorn_config(create_app(sampler, cfg), host, port, cfg)).run()
+    app = create_app(sampler, cfg)
+    grpc_server = None
+    if cfg.grpc_port is not None:
+        from vaegan.runtime.grpc_oip import start
+
+        grpc_server, bound = start(app, host, cfg.grpc_port, timeout_s=cfg.request_timeout_s)
+        log.info("Open Inference Protocol over gRPC on %s:%d", host, bound)
+    try:
+        uvicorn.Server(uvicorn_config(app, host, port, cfg)).run()
+    finally:
+        if grpc_server is not None:
+            grpc_server.stop(grace=5).wait()

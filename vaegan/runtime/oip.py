@@ -1,0 +1,149 @@
+"""The Open Inference Protocol (KServe v2; what Triton, KServe and Seldon MLServer speak) over the
+served Sampler: the same models, tensor names, datatypes and shapes as the Triton repository that
+`vaegan export --triton` writes, so one client works against `vaegan serve` and against Triton.
+
+Models: `decoder` (z FP32 [-1, latent_dim] -> images UINT8 [-1, H, W, C]) and, when the artifact dir
+has one, `encoder` (images -> mu, logvar FP32 [-1, latent_dim]). Version policy: one version, "1",
+which is whatever precision and backend `vaegan serve` was started with (--precision, --backend);
+the model metadata's `parameters` say which. Run one `vaegan serve` per precision to offer several.
+
+This module knows the protocol's data model; server.py maps it onto HTTP (JSON and the binary tensor
+extension) and gRPC (tritonclient's generated GRPCInferenceService), both into the same batchers.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from vaegan.core.errors import InputError
+from vaegan.core.manifest import contract
+
+VERSION = "1"
+DATATYPES = {"float32": "FP32", "float16": "FP16", "uint8": "UINT8", "int8": "INT8"}
+NUMPY = {v: np.dtype(k) for k, v in DATATYPES.items()}
+
+
+class ModelNotFound(InputError):
+    """A model name (or version) this server does not serve: HTTP 404, gRPC NOT_FOUND."""
+
+
+@dataclass
+class Tensor:
+    name: str
+    datatype: str  # "FP32", "UINT8"
+    shape: list[int]  # -1 for the batch axis
+
+
+@dataclass
+class OipModel:
+    name: str
+    inputs: list[Tensor]
+    outputs: list[Tensor]
+    run: Callable[[np.ndarray], Future]  # one input batch -> Future of the output rows (the batcher)
+    split: Callable[[np.ndarray], list[np.ndarray]]  # the batcher's rows -> each output tensor
+    parameters: dict[str, str]
+
+    def metadata(self) -> dict[str, Any]:
+        """The model metadata response of the protocol (also what Triton answers for the repository)."""
+        return {
+            "name": self.name,
+            "versions": [VERSION],
+            "platform": "vaegan",
+            "inputs": [t.__dict__ for t in self.inputs],
+            "outputs": [t.__dict__ for t in self.outputs],
+            "parameters": self.parameters,
+        }
+
+    def check_input(self, name: str, datatype: str, shape: list[int], data: np.ndarray | None = None) -> None:
+        """A tensor that is not this model's input, with the message a client can act on."""
+        (want,) = self.inputs
+        if name != want.name:
+            raise InputError(f"{self.name} takes one input tensor {want.name!r}, got {name!r}")
+        if datatype != want.datatype:
+            raise InputError(f"input {name!r} must be {want.datatype}, got {datatype}")
+        if len(shape) != len(want.shape) or any(
+            w != -1 and g != w for g, w in zip(shape, want.shape, strict=False)
+        ):
+            raise InputError(
+                f"input {name!r} must have shape {want.shape} (-1: any batch), got {list(shape)}"
+            )
+        if shape[0] < 1:
+            raise InputError(f"input {name!r} needs at least one row, got shape {list(shape)}")
+        if data is not None and data.size != int(np.prod(shape)):
+            raise InputError(
+                f"input {name!r} has {data.size} elements, its shape {list(shape)} needs {int(np.prod(shape))}"
+            )
+
+
+def models(
+    sampler: Any, decode: Callable[[np.ndarray], Future], encode: Callable[[np.ndarray], Future] | None
+) -> dict[str, OipModel]:
+    """The served models, from the manifest's I/O contract (the same source as the Triton repository)."""
+    params = {"precision": sampler.backend_info["precision"], "backend": sampler.backend_info["backend"]}
+    out = {}
+    for name, run in (("decoder", decode), ("encoder", encode)):
+        if run is None:
+            continue
+        ins, outs = contract(name, sampler.latent_dim, sampler.image_shape)
+
+        def tensors(specs: list[dict]) -> list[Tensor]:
+            return [Tensor(t["name"], DATATYPES[t["dtype"]], [-1, *t["shape"][1:]]) for t in specs]
+
+        split: Callable[[np.ndarray], list[np.ndarray]]
+        if name == "decoder":
+            split = _whole
+        else:
+            split = functools.partial(_halves, z=sampler.latent_dim)
+        out[name] = OipModel(name, tensors(ins), tensors(outs), run, split, params)
+    return out
+
+
+def _whole(rows: np.ndarray) -> list[np.ndarray]:
+    return [rows]
+
+
+def _halves(rows: np.ndarray, z: int) -> list[np.ndarray]:
+    """The encoder batcher's rows are mu and logvar side by side."""
+    return [rows[:, :z], rows[:, z:]]
+
+
+def find(served: dict[str, OipModel], name: str, version: str | None = None) -> OipModel:
+    if name not in served:
+        raise ModelNotFound(f"no model {name!r} here: this server has {', '.join(served)}")
+    if version not in (None, "", VERSION):
+        raise ModelNotFound(
+            f"model {name!r} has version {VERSION} only (the precision vaegan serve runs), not {version!r}"
+        )
+    return served[name]
+
+
+def to_array(datatype: str, shape: list[int], values: Any) -> np.ndarray:
+    """JSON `data` (nested or flat, as the protocol allows) as a numpy array of the tensor's type."""
+    if datatype not in NUMPY:
+        raise InputError(f"datatype {datatype!r} is not one vaegan's models take (FP32, UINT8)")
+    try:
+        arr = np.asarray(values, dtype=NUMPY[datatype])
+    except (ValueError, TypeError, OverflowError) as e:
+        raise InputError(f"tensor data is not a list of {datatype} numbers ({e})") from None
+    if arr.size != int(np.prod(shape)):
+        raise InputError(
+            f"tensor data has {arr.size} elements, shape {list(shape)} needs {int(np.prod(shape))}"
+        )
+    return arr.reshape(shape)
+
+
+def from_bytes(datatype: str, shape: list[int], raw: bytes) -> np.ndarray:
+    """Binary tensor data (the binary extension, gRPC raw contents): little-endian, row-major."""
+    if datatype not in NUMPY:
+        raise InputError(f"datatype {datatype!r} is not one vaegan's models take (FP32, UINT8)")
+    dtype = NUMPY[datatype].newbyteorder("<")
+    need = int(np.prod(shape)) * dtype.itemsize
+    if len(raw) != need:
+        raise InputError(f"binary data is {len(raw)} bytes, {datatype} {list(shape)} needs {need}")
+    return np.frombuffer(raw, dtype=dtype).reshape(shape).astype(NUMPY[datatype])
