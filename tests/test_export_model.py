@@ -92,19 +92,30 @@ def test_the_runtime_decodes_within_one_grey_level_of_torch_and_encodes(rgb_expo
     assert r.returncode == 0 and "48x40x3 images" in r.stdout and "user modules" in r.stdout
 
 
-def test_a_decoder_only_model_without_calibration_exports_fp32_and_fp16(tmp_path):
+def test_a_decoder_only_model_exports_every_precision_and_openvino(tmp_path):
+    torch.manual_seed(1)
     dec = nn.Sequential(
         nn.Linear(6, 20 * 28), nn.Unflatten(1, (1, 20, 28)), nn.Conv2d(1, 1, 3, 1, 1), nn.Tanh()
     )
+    calib = np.random.default_rng(1).integers(0, 256, (32, 20, 28, 1), dtype=np.uint8)
     m = export_model(
-        dec, tmp_path / "d", latent_dim=6, image_shape=(20, 28, 1), precisions=("fp32", "fp16"), quality_n=50
-    )
+        dec, tmp_path / "d", latent_dim=6, image_shape=(20, 28, 1), calibration=calib, openvino=True,
+        quality_n=50, calib_samples=32,
+    )  # fmt: skip
     assert {a.component for a in m.artifacts} == {"decoder"}
+    assert {(a.precision, a.format) for a in m.artifacts} == {
+        (p, f) for p in ("fp32", "fp16", "int8") for f in ("onnx", "openvino")
+    }
+    assert all(check_file(tmp_path / "d" / a.path).ok for a in m.artifacts if a.format == "onnx")
     with Sampler.load(tmp_path / "d") as s:
         z = s.latents(4, seed=1)
         assert np.abs(s.decode(z).astype(int) - _torch_uint8(dec, z, -1.0, 1.0).astype(int)).max() <= 1
     with pytest.raises(ExportError, match="int8 needs calibration images"):
         export_model(dec, tmp_path / "e", latent_dim=6, image_shape=(20, 28, 1))
+    fp = export_model(
+        dec, tmp_path / "f", latent_dim=6, image_shape=(20, 28, 1), precisions=("fp32", "fp16"), quality_n=50
+    )
+    assert fp.run["quality_space"].startswith("pca") and "fp32 decoder" in fp.run["quality_space"]
 
 
 class Ragged(nn.Module):

@@ -101,33 +101,57 @@ def option_from(cls: type, name: str, *decls: str, **kw: Any):
     return click.option(*decls, name, **kw)
 
 
+def options_from(cls: type, names: str, **renamed: str):
+    """option_from for each field in `names` (space-separated), in that order: the flag is
+    --field-name (a trailing _s, for seconds, dropped) unless `renamed`, the type the field's."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    decorators = []
+    for name in names.split():
+        ann = str(fields[name].type)
+        kind = (
+            None
+            if ann == "bool"
+            else int
+            if ann.startswith("int")
+            else float
+            if ann.startswith("float")
+            else str
+        )
+        flag = renamed.get(name) or "--" + name.removesuffix("_s").replace("_", "-")
+        decorators.append(option_from(cls, name, flag, **({"type": kind} if kind else {})))
+
+    def apply(f: Any) -> Any:
+        for d in reversed(decorators):
+            f = d(f)
+        return f
+
+    return apply
+
+
+def _dir_option(flag: str, help: str, default: Path | None = None):
+    return click.option(
+        flag,
+        type=click.Path(file_okay=False, path_type=Path),
+        default=default,
+        show_default=default is not None,
+        help=help,
+    )
+
+
 # Options --resume may change; the others belong to the run and are refused next to --resume.
 RESUMABLE = {"epochs", "lr", "lr_d", "adv_lr", "max_steps", "checkpoint_every", "log_every"}
 
 
 @cli.command()
 @option_from(TrainConfig, "data", "--data")
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("runs/latest"),
-    show_default=True,
-    help="Run directory to write (weights, config, metrics, samples).",
-)
-@click.option(
+@_dir_option("--out", "Run directory to write (weights, config, metrics, samples).", Path("runs/latest"))
+@_dir_option(
     "--resume",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Continue a run directory where it stopped (after a crash or kill), with its own config and "
-    "data; only --epochs, --max-steps and the learning rates may change.",
+    "Continue a run directory where it stopped (after a crash or kill), with its own config and data; only "
+    "--epochs, --max-steps and the learning rates may change.",
 )
 @option_from(TrainConfig, "mode", "--mode", type=click.Choice(MODES))
-@option_from(TrainConfig, "epochs", "--epochs", type=int)
-@option_from(TrainConfig, "max_steps", "--max-steps", type=int)
-@option_from(TrainConfig, "batch_size", "--batch-size", type=int)
-@option_from(TrainConfig, "lr", "--lr", type=float)
-@option_from(TrainConfig, "lr_d", "--lr-d", type=float)
-@option_from(TrainConfig, "adv_lr", "--adv-lr", type=float)
+@options_from(TrainConfig, "epochs max_steps batch_size lr lr_d adv_lr")
 @option_from(
     ModelConfig,
     "image_size",
@@ -145,21 +169,12 @@ RESUMABLE = {"epochs", "lr", "lr_d", "adv_lr", "max_steps", "checkpoint_every", 
     default=None,
     help="1 or 3 (default: from the data).",
 )
-@option_from(ModelConfig, "latent_dim", "--latent-dim", type=int)
-@option_from(ModelConfig, "width", "--width", type=int)
-@option_from(TrainConfig, "kl_weight", "--kl-weight", type=float)
-@option_from(TrainConfig, "gamma", "--gamma", type=float)
+@options_from(ModelConfig, "latent_dim width")
+@options_from(TrainConfig, "kl_weight gamma")
 @option_from(TrainConfig, "gan_loss", "--gan-loss", type=click.Choice(GAN_LOSSES))
-@option_from(TrainConfig, "gan_weight", "--gan-weight", type=float)
-@option_from(TrainConfig, "adaptive_max", "--adaptive-max", type=float)
-@option_from(TrainConfig, "gan_on_recon", "--gan-on-recon")
-@option_from(TrainConfig, "r1_gamma", "--r1", type=float)
-@option_from(TrainConfig, "diffaug", "--diffaug")
-@option_from(TrainConfig, "ema_decay", "--ema-decay", type=float)
+@options_from(TrainConfig, "gan_weight adaptive_max gan_on_recon r1_gamma diffaug ema_decay", r1_gamma="--r1")
 @option_from(TrainConfig, "amp", "--amp", type=click.Choice(AMP_CHOICES))
-@option_from(TrainConfig, "seed", "--seed", type=int)
-@option_from(TrainConfig, "checkpoint_every", "--checkpoint-every", type=int)
-@option_from(TrainConfig, "log_every", "--log-every", type=int)
+@options_from(TrainConfig, "seed checkpoint_every log_every")
 @click.option("--quiet", is_flag=True, help="No progress bar or log lines.")
 @click.pass_context
 def train(ctx: click.Context, out: Path, resume: Path | None, quiet: bool, **o: Any) -> None:
@@ -308,17 +323,9 @@ def eval_cmd(
     help="Artifact dir to write (replaced atomically when the export succeeds).",
 )
 @option_from(ExportOptions, "precisions", "--precision", callback=_csv(str), default=",".join(PRECISIONS))
-@option_from(ExportOptions, "calib_samples", "--calib-samples", type=int)
+@options_from(ExportOptions, "calib_samples")
 @option_from(ExportOptions, "calib_method", "--calib-method", type=click.Choice(CALIBRATION_METHODS))
-@option_from(ExportOptions, "max_batch", "--max-batch", type=int)
-@option_from(ExportOptions, "opt_batch", "--opt-batch", type=int)
-@option_from(ExportOptions, "trt", "--trt")
-@option_from(ExportOptions, "openvino", "--openvino")
-@option_from(ExportOptions, "triton", "--triton")
-@option_from(ExportOptions, "strict", "--strict")
-@option_from(ExportOptions, "max_fd_increase", "--max-fd-increase", type=float)
-@option_from(ExportOptions, "quality_n", "--quality-n", type=int)
-@option_from(ExportOptions, "force", "--force")
+@options_from(ExportOptions, "max_batch opt_batch trt openvino triton strict max_fd_increase quality_n force")
 def export_cmd(
     run_dir: Path | None,
     model_spec: str | None,
@@ -649,17 +656,8 @@ def _decode_with_progress(s: Any, z: Any) -> Any:
 @click.argument("art_dir", type=click.Path(path_type=Path))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
-@option_from(ServeConfig, "max_batch", "--max-batch", type=int)
-@option_from(ServeConfig, "max_delay_ms", "--max-delay-ms", type=float)
-@option_from(ServeConfig, "max_queue", "--max-queue", type=int)
-@option_from(ServeConfig, "max_n", "--max-n", type=int)
-@option_from(ServeConfig, "max_decoding", "--max-decoding", type=int)
-@option_from(ServeConfig, "max_connections", "--max-connections", type=int)
-@option_from(ServeConfig, "header_timeout_s", "--header-timeout", type=float)
-@option_from(ServeConfig, "body_timeout_s", "--body-timeout", type=float)
-@option_from(ServeConfig, "keep_alive_s", "--keep-alive", type=float)
-@option_from(ServeConfig, "token", "--token", type=str)
-@option_from(ServeConfig, "grpc_port", "--grpc-port", type=int)
+@options_from(ServeConfig, "max_batch max_delay_ms max_queue max_n max_decoding max_connections")
+@options_from(ServeConfig, "header_timeout_s body_timeout_s keep_alive_s token grpc_port")
 @_backend_opt
 @_precision_opt
 @_device_opt
@@ -708,12 +706,7 @@ def _output_file(flag: str, name: str, help: str):
 @option_from(BenchConfig, "precisions", "--precision", callback=_csv(str), default="fp32,int8")
 @option_from(BenchConfig, "components", "--component", callback=_csv(str), default="decoder")
 @option_from(BenchConfig, "batches", "--batch", callback=_csv(int), default="1,8,64")
-@option_from(BenchConfig, "warmup", "--warmup", type=int)
-@option_from(BenchConfig, "iters", "--iters", type=int)
-@option_from(BenchConfig, "seconds", "--seconds", type=float)
-@option_from(BenchConfig, "rounds", "--rounds", type=int)
-@option_from(BenchConfig, "threads", "--threads", type=int)
-@option_from(BenchConfig, "peak", "--peak")
+@options_from(BenchConfig, "warmup iters seconds rounds threads peak")
 @click.option(
     "--run-dir",
     type=click.Path(path_type=Path),

@@ -320,12 +320,15 @@ def create_app(sampler: Sampler, cfg: ServeConfig | None = None):
             Route("/v2", v2_server, methods=["GET"]),
             Route("/v2/health/live", v2_live, methods=["GET"]),
             Route("/v2/health/ready", v2_ready, methods=["GET"]),
-            Route("/v2/models/{name}", v2_model, methods=["GET"]),
-            Route("/v2/models/{name}/versions/{version}", v2_model, methods=["GET"]),
-            Route("/v2/models/{name}/ready", v2_model_ready, methods=["GET"]),
-            Route("/v2/models/{name}/versions/{version}/ready", v2_model_ready, methods=["GET"]),
-            Route("/v2/models/{name}/infer", v2_infer, methods=["POST"]),
-            Route("/v2/models/{name}/versions/{version}/infer", v2_infer, methods=["POST"]),
+            *[  # each model route with and without /versions/{version}
+                Route(f"/v2/models/{{name}}{version}{tail}", handler, methods=[method])
+                for tail, handler, method in (
+                    ("", v2_model, "GET"),
+                    ("/ready", v2_model_ready, "GET"),
+                    ("/infer", v2_infer, "POST"),
+                )
+                for version in ("", "/versions/{version}")
+            ],
         ],
         exception_handlers={404: not_found, 405: not_found},
         lifespan=lifespan,
