@@ -48,7 +48,14 @@ def test_live_ready_and_model_ready(client):
     _, c = client
     assert c.is_server_live() and c.is_server_ready()
     assert c.is_model_ready("decoder") and c.is_model_ready("encoder") and c.is_model_ready("decoder", "1")
-    assert not c.is_model_ready("decoder", "2") if client[0] is httpclient else True
+    try:  # one version only: http answers False, grpc raises NOT_FOUND
+        assert not c.is_model_ready("decoder", "2")
+    except InferenceServerException as e:
+        assert "version 1 only" in e.message()
+    try:
+        assert not c.is_model_ready("mystery")
+    except InferenceServerException as e:
+        assert "no model 'mystery'" in e.message()
 
 
 def _config(art_dir, name):

@@ -287,7 +287,8 @@ def create_app(sampler: Sampler, cfg: ServeConfig | None = None):
             return v2_error(name, 400, str(e))
         except asyncio.TimeoutError:
             return v2_error(name, 504, f"request took over {cfg.request_timeout_s:.0f}s")
-        m["samples"].inc(len(rows)) if name == "decoder" else None
+        if name == "decoder":
+            m["samples"].inc(len(rows))
         m["infer"].labels("http", name, "200").inc()
         head, blobs = _infer_response(model, req, model.split(rows), binary_out)
         if not blobs:
