@@ -93,14 +93,18 @@ CASES = {
     "latent_dim 4": (lambda m: m["model"].update(latent_dim=4), "artifacts[0].outputs"),
     "latent_dim 0": (lambda m: m["model"].update(latent_dim=0), "model.latent_dim"),
     "latent_dim abc": (lambda m: m["model"].update(latent_dim="abc"), "model.latent_dim"),
-    "image_size 64": (lambda m: m["model"].update(image_size=64), "artifacts[0].inputs"),
+    "image_size 64": (lambda m: m["model"].update(image_size=64), "model.image_size 64"),
+    "image_shape 16x16x3": (
+        lambda m: m["model"].update(image_shape=[16, 16, 3]),
+        "model.image_shape [16, 16, 3]",
+    ),
     "model empty": (lambda m: m.update(model={}), "model"),
     "max_batch x": (lambda m: m.update(max_batch="x"), "max_batch"),
     "max_batch -5": (lambda m: m.update(max_batch=-5), "max_batch"),
     "max_batch 0": (lambda m: m.update(max_batch=0), "max_batch"),
     "files swapped with their shas": (_swap_files, "graph inputs"),
     "components swapped": (_swap_components, "artifacts[0].inputs"),
-    "channels 3 on a 1-channel model": (lambda m: m["model"].update(channels=3), "artifacts[0].inputs"),
+    "channels 3 on a 1-channel model": (lambda m: m["model"].update(channels=3), "model.channels 3"),
 }
 
 

@@ -252,6 +252,15 @@ def _validate(d: dict[str, Any], path: Path) -> None:
         )
     m = d["model"]
     image_shape = image_shape_of(m)
+    if (
+        "image_size" in m
+        and "image_shape" in m
+        and (m["image_size"], m["image_size"], m["channels"]) != image_shape
+    ):
+        raise ArtifactCorrupt(
+            f"{path}: model.image_size {m['image_size']} and model.channels {m['channels']} disagree with "
+            f"model.image_shape {list(image_shape)}: the manifest was edited; re-export the artifacts"
+        )
     seen = set()
     for i, a in enumerate(d["artifacts"]):
         ins, outs = contract(a["component"], m["latent_dim"], image_shape)
