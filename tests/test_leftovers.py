@@ -26,3 +26,20 @@ def test_training_removes_temp_files_a_kill_left(tmp_path):
     cfg.train.max_steps = 4
     train(cfg, out, resume=True, progress=False)
     assert not list(out.glob(".*.tmp"))
+
+
+def test_files_are_written_with_the_users_umask_not_0600(tmp_path, monkeypatch):
+    """atomic_write's temp file is 0600; the file it becomes is not (a device user must read it)."""
+    import os
+
+    from vaegan.core import io as vio
+
+    old = os.umask(0o022)
+    try:
+        assert vio._file_mode() == 0o644
+    finally:
+        os.umask(old)
+    monkeypatch.setattr(vio, "FILE_MODE", 0o644)
+    vio.write_bytes(tmp_path / "a.bin", b"x")
+    assert (tmp_path / "a.bin").stat().st_mode & 0o777 == 0o644
+    assert vio.DIR_MODE == (vio.FILE_MODE | ((vio.FILE_MODE & 0o444) >> 2))

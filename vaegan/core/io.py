@@ -11,6 +11,17 @@ from pathlib import Path
 from typing import IO, Any
 
 
+def _file_mode() -> int:
+    """The mode open() would give a new file here (0o666 less the umask); mkstemp's is 0o600."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+FILE_MODE = _file_mode()  # read once, at import: os.umask cannot be read without setting it
+DIR_MODE = FILE_MODE | ((FILE_MODE & 0o444) >> 2)  # the same, searchable: 0o755 under umask 022
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
     """Yield a file object; on success it replaces `path` in one rename, on error nothing changes."""
@@ -21,6 +32,7 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
+            os.fchmod(f.fileno(), FILE_MODE)  # readable like any file the user writes, not 0600
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:

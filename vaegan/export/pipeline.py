@@ -35,6 +35,7 @@ from torch import nn
 from vaegan import __version__
 from vaegan.config import ExportOptions
 from vaegan.core.errors import ArtifactError, ConfigError, ExportError
+from vaegan.core.io import DIR_MODE
 from vaegan.core.manifest import (
     COMPONENTS,
     MANIFEST,
@@ -213,6 +214,7 @@ def export(model: Model, out: Path, opts: ExportOptions) -> Manifest:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        tmp.chmod(DIR_MODE)  # mkdtemp's is 0700: the artifact dir is for every user of the device
     except OSError as e:
         raise ExportError(f"cannot write to {out.parent} ({e.strerror}): choose a writable --out") from e
     try:

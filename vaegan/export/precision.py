@@ -15,6 +15,7 @@ import contextlib
 import io
 import logging
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -81,9 +82,13 @@ def convert_fp16(
     ref = _run(probe32, calib_feeds)
     producer = {o: n.name for n in fp32.graph.node for o in n.output}
     for _ in range(max_rounds):
-        fp16 = float16.convert_float_to_float16(
-            fp32, keep_io_types=True, node_block_list=sorted(keep), disable_shape_infer=False
-        )
+        with warnings.catch_warnings(record=True) as caught:  # "will be truncated": shown with -v
+            warnings.simplefilter("always")
+            fp16 = float16.convert_float_to_float16(
+                fp32, keep_io_types=True, node_block_list=sorted(keep), disable_shape_infer=False
+            )
+        for w in caught:
+            log.debug("onnxconverter-common: %s", w.message)
         probe16, _ = _with_all_outputs(fp16)
         got = _run(probe16, calib_feeds)
         bad = set()
