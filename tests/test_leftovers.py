@@ -13,6 +13,9 @@ def test_a_later_export_removes_a_killed_exports_temp_dirs(trained_run, tmp_path
     (tmp_path / ".other.tmp-keep").mkdir()  # another artifact dir's: not ours to touch
     export_run(trained_run, out, ExportOptions(precisions=["fp32"], quality_n=50, max_batch=8, opt_batch=2))
     assert sorted(p.name for p in tmp_path.iterdir()) == [".other.tmp-keep", "art"]
+    from vaegan.core.io import DIR_MODE
+
+    assert out.stat().st_mode & 0o777 == DIR_MODE  # not mkdtemp's 0700
 
 
 def test_training_removes_temp_files_a_kill_left(tmp_path):
@@ -42,4 +45,3 @@ def test_files_are_written_with_the_users_umask_not_0600(tmp_path, monkeypatch):
     monkeypatch.setattr(vio, "FILE_MODE", 0o644)
     vio.write_bytes(tmp_path / "a.bin", b"x")
     assert (tmp_path / "a.bin").stat().st_mode & 0o777 == 0o644
-    assert vio.DIR_MODE == (vio.FILE_MODE | ((vio.FILE_MODE & 0o444) >> 2))
