@@ -146,9 +146,7 @@ class MicroBatcher:
                 req.taken += n
                 room -= n
         self._rows -= self.max_batch - room
-        while self._pending and self._pending[0].left == 0:
-            self._pending.popleft()
-        self._pending = deque(r for r in self._pending if r.left)
+        self._pending = deque(r for r in self._pending if r.left)  # fully handed out: no longer waiting
         return batch
 
     def _loop(self) -> None:
