@@ -448,7 +448,7 @@ def _print_manifest(m, art_dir: Path) -> None:
     )
     if m.run.get("quality_space"):
         click.echo(f"quality measured in: {m.run['quality_space']}")
-    from vaegan.doctor import _conformance_summary
+    from vaegan.core.manifest import conformance_summary
 
     rows = [
         (
@@ -470,7 +470,7 @@ def _print_manifest(m, art_dir: Path) -> None:
         if a.conformance:
             trt = "conforms" if a.conformance["ok"] else f"{len(a.conformance['violations'])} violation(s)"
             if not a.conformance["ok"]:
-                broken.append(f"  {a.path}: {_conformance_summary(a.conformance)}")
+                broken.append(f"  {a.path}: {conformance_summary(a.conformance)}")
         elif a.format == "onnx":
             trt = "not checked"
         rows.append(

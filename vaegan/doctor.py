@@ -172,7 +172,7 @@ def machine_checks() -> list[Check]:
 
 
 def check_artifacts(art_dir: Path) -> tuple[list[ArtifactCheck], list[str]]:
-    from vaegan.core.manifest import Manifest, read_verified
+    from vaegan.core.manifest import Manifest, conformance_summary, read_verified
     from vaegan.runtime.backends import BACKEND_OF, load_runner
 
     m = Manifest.load(art_dir)
@@ -180,7 +180,7 @@ def check_artifacts(art_dir: Path) -> tuple[list[ArtifactCheck], list[str]]:
     for a in m.artifacts:
         c = ArtifactCheck(a.path, a.component, a.precision, a.format, False)
         if a.conformance:
-            c.tensorrt_import = _conformance_summary(a.conformance)
+            c.tensorrt_import = conformance_summary(a.conformance)
         try:
             runner = load_runner(BACKEND_OF[a.format], read_verified(art_dir, a), a, None, 1)
             runner.close()
@@ -195,16 +195,6 @@ def check_artifacts(art_dir: Path) -> tuple[list[ArtifactCheck], list[str]]:
             c.fix = "re-export the artifact with `vaegan export`"
         checks.append(c)
     return checks, sorted(set(usable))
-
-
-def _conformance_summary(result: dict) -> str:
-    """One phrase for a manifest's conformance record: "conforms", or the first rule broken."""
-    if result.get("ok"):
-        return "conforms"
-    v = result["violations"]
-    return f"node {v[0]['node']!r} ({v[0]['op']}): {v[0]['message']}" + (
-        f" (+{len(v) - 1} more)" if len(v) > 1 else ""
-    )
 
 
 def _fix_for(fmt: str, error: VaeganError) -> str:

@@ -105,6 +105,16 @@ SCHEMA: dict[str, Any] = {
 }
 
 
+def conformance_summary(record: dict[str, Any]) -> str:
+    """One phrase for a conformance record (vaegan.export.conformance's to_dict): "conforms", or the
+    first TensorRT import rule broken, e.g. "node 'x' (Transpose): ... [uint8-io] (+1 more)"."""
+    if record.get("ok"):
+        return "conforms"
+    v = record["violations"]
+    more = f" (+{len(v) - 1} more)" if len(v) > 1 else ""
+    return f"node {v[0]['node']!r} ({v[0]['op']}): {v[0]['message']} [{v[0]['rule']}]{more}"
+
+
 def image_shape_of(model: dict[str, Any]) -> tuple[int, int, int]:
     """(H, W, C) of a manifest's model: its image_shape, or a vaegan model's square image_size."""
     if "image_shape" in model:

@@ -44,6 +44,7 @@ from vaegan.core.manifest import (
     Manifest,
     TensorSpec,
     Verified,
+    conformance_summary,
     sha256_file,
     tool_versions,
 )
@@ -411,12 +412,7 @@ def check_conformance(artifacts: list[Artifact], strict: bool) -> None:
     """Every ONNX file against TensorRT's import rules: a warning, or with --strict an error."""
     for a in artifacts:
         if a.conformance and not a.conformance["ok"]:
-            v = a.conformance["violations"]
-            more = f" and {len(v) - 1} more" if len(v) > 1 else ""
-            msg = (
-                f"{a.path} would not import into TensorRT: node {v[0]['node']!r} ({v[0]['op']}): "
-                f"{v[0]['message']} [{v[0]['rule']}]{more}"
-            )
+            msg = f"{a.path} would not import into TensorRT: {conformance_summary(a.conformance)}"
             if strict:
                 raise ExportError(
                     msg + "; `vaegan info` lists every violation once exported without --strict"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vaegan.core.errors import BackendUnavailable, ExportError
-from vaegan.core.manifest import Artifact, Manifest, sha256_file, tool_versions, verify
+from vaegan.core.manifest import Artifact, Manifest, conformance_summary, sha256_file, tool_versions, verify
 from vaegan.runtime.backends.tensorrt import gpu_tag
 
 log = logging.getLogger(__name__)
@@ -49,10 +49,9 @@ def check_conformance(art_dir: Path, artifact: Artifact) -> None:
     else:
         result = check_file(path).to_dict()
     if result and not result["ok"]:
-        v = result["violations"][0]
         raise ExportError(
-            f"{artifact.path} breaks TensorRT's ONNX import rules: node {v['node']!r} ({v['op']}): {v['message']} "
-            f"[{v['rule']}]; re-export it with this vaegan (`vaegan export RUN --out ART_DIR`)"
+            f"{artifact.path} breaks TensorRT's ONNX import rules: {conformance_summary(result)}; re-export it "
+            "with this vaegan (`vaegan export RUN --out ART_DIR`)"
         )
 
 
