@@ -59,6 +59,8 @@ def test_bench_result_schema(art_dir):
         assert x["images_per_s"] > 0
         assert (x["peak_fraction"] is not None and 0 < x["peak_fraction"] <= 1) or x["note"]
     assert "runtime_overhead_b4" in r["ratios"]
+    headroom = r["peak_gflops"]["int8"] / r["peak_gflops"]["fp32"]
+    assert r["ratios"]["int8_vs_fp32_peak"] == headroom  # the machine's int8 ceiling, said in every run
     assert "torch-eager/fp32/decoder" in r["skipped"]  # the fixture's run dir was temporary
     assert "tensorrt" in r["skipped"]["vaegan-tensorrt/fp32/decoder"]  # no engine here: said, not hidden
     assert "| vaegan-ort | fp32 | decoder | 1 |" in markdown(r)

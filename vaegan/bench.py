@@ -465,8 +465,19 @@ def run_bench(
         "peak_spread": peak,
         "rows": [asdict(r) for r in rows],
         "skipped": skipped,
-        "ratios": ratios(rows),
+        "ratios": ratios(rows) | int8_headroom(peak),
     }
+
+
+def int8_headroom(peak: dict[str, dict[str, float]]) -> dict[str, float]:
+    """`int8_vs_fp32_peak`: this CPU's int8 matmul peak over its fp32 one, the most an int8 row can
+    gain over fp32 here when both run at the same fraction of their peak. It is what decides whether
+    int8 pays on a CPU: 3.4x measured on an AVX-512 VNNI EPYC, which multiplies and adds u8 x s8 in
+    one instruction (VPDPBUSD), 1.9x on an AVX2-only one, which needs three (VPMADDUBSW, VPMADDWD,
+    VPADDD) for the same 32 products (docs/benchmarks.md)."""
+    if "int8" in peak and "fp32" in peak and peak["fp32"]["best"] > 0:
+        return {"int8_vs_fp32_peak": peak["int8"]["best"] / peak["fp32"]["best"]}
+    return {}
 
 
 def _row(
