@@ -67,28 +67,20 @@ def test_bench_result_schema(art_dir):
     assert "median ms" in table(r)
 
 
-def test_bench_cli_writes_json_markdown_and_plot(art_dir, tmp_path):
-    r = run_cli(
+def _quick_bench(tmp_path, *dirs, precision: str, batch: str, plot: bool = False):
+    """`vaegan bench` over vaegan-ort and a raw session, a few calls per case, JSON and Markdown out."""
+    out = ["--json", str(tmp_path / "b.json"), "--markdown", str(tmp_path / "b.md")]
+    out += ["--plot", str(tmp_path / "b.png")] if plot else []
+    return run_cli(
         "bench",
-        str(art_dir),
-        "--engine",
-        "vaegan-ort,ort-raw",
-        "--precision",
-        "fp32,int8",
-        "--batch",
-        "2",
-        "--iters",
-        "3",
-        "--warmup",
-        "1",
-        "--no-peak",
-        "--json",
-        str(tmp_path / "b.json"),
-        "--markdown",
-        str(tmp_path / "b.md"),
-        "--plot",
-        str(tmp_path / "b.png"),
+        *map(str, dirs),
+        *("--engine", "vaegan-ort,ort-raw", "--precision", precision, "--batch", batch),
+        *("--iters", "3", "--warmup", "1", "--no-peak", *out),
     )
+
+
+def test_bench_cli_writes_json_markdown_and_plot(art_dir, tmp_path):
+    r = _quick_bench(tmp_path, art_dir, precision="fp32,int8", batch="2", plot=True)
     assert r.returncode == 0, r.stderr
     data = json.loads((tmp_path / "b.json").read_text())
     assert len(data["rows"]) == 4 and data["peak_gflops"] == {}
@@ -96,3 +88,44 @@ def test_bench_cli_writes_json_markdown_and_plot(art_dir, tmp_path):
     assert "vaegan-ort" in r.stdout and "median ms" in r.stdout
     bad = run_cli("bench", str(art_dir), "--engine", "tflite")
     assert bad.returncode == 2 and "unknown engine" in bad.stderr
+
+
+def test_two_artifact_dirs_take_turns_and_are_compared_row_by_row(art_dir, tmp_path):
+    """The before/after comparison of two exports: one run, rows labelled by dir, each row of the
+    second compared with the same row of the first."""
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(art_dir, other)
+    r = _quick_bench(tmp_path, art_dir, other, precision="fp32", batch="1,4")
+    assert r.returncode == 0, r.stderr
+    data = json.loads((tmp_path / "b.json").read_text())
+    assert {x["artifact"] for x in data["rows"]} == {str(art_dir), str(other)} and len(data["rows"]) == 8
+    comps = data["comparisons"]
+    assert len(comps) == 4 and all(
+        c["against"] == str(art_dir) and c["artifact"] == str(other) for c in comps
+    )
+    for c in comps:
+        (mine,) = [
+            x
+            for x in data["rows"]
+            if x["artifact"] == str(other) and x["engine"] == c["engine"] and x["batch"] == c["batch"]
+        ]
+        (base,) = [
+            x
+            for x in data["rows"]
+            if x["artifact"] == str(art_dir) and x["engine"] == c["engine"] and x["batch"] == c["batch"]
+        ]
+        assert c["speedup"] == base["median_ms"] / mine["median_ms"]
+    assert "runtime_overhead_b4" in data["ratios"]  # the ratios are the first dir's
+    assert (
+        r.stdout.splitlines()[0].startswith("artifact")
+        and f"{other} vs {art_dir}: vaegan-ort fp32 decoder b4:" in r.stdout
+    )
+    assert "| speedup |" in (tmp_path / "b.md").read_text()
+    twice = run_cli("bench", str(art_dir), str(art_dir), "--iters", "1", "--no-peak")
+    assert (
+        twice.returncode == 2
+        and "given twice" in twice.stderr
+        and len(twice.stderr.strip().splitlines()) == 1
+    )

@@ -98,6 +98,7 @@ class Row:
     peak_fraction: float | None
     peak_kind: str | None
     note: str = ""
+    artifact: str = ""  # the artifact dir, when a run compares several
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -123,9 +124,13 @@ def time_fn(
 
 
 def model_flops(onnx_path: Path) -> float:
-    """FLOPs per image of a graph (2 x MACs of Conv/Gemm/MatMul), from ONNX shape inference at batch 1."""
+    """FLOPs per image of a graph (2 x MACs of Conv/Gemm/MatMul), from ONNX shape inference at batch 1.
+
+    A conv counts the products of its non-zero weights: the decoder's rewritten output conv
+    (vaegan/export/rewrite.py) carries zeros that do no useful work, and counting them would make
+    the model look bigger and the engines look closer to peak than they are."""
     import onnx
-    from onnx import shape_inference
+    from onnx import numpy_helper, shape_inference
 
     m = onnx.load(str(onnx_path))
     for vi in list(m.graph.input):
@@ -136,14 +141,17 @@ def model_flops(onnx_path: Path) -> float:
     shapes = {}
     for vi in [*m.graph.input, *m.graph.value_info, *m.graph.output]:
         shapes[vi.name] = [d.dim_value for d in vi.type.tensor_type.shape.dim]
+    nonzero = {}
     for init in m.graph.initializer:
         shapes[init.name] = list(init.dims)
+        nonzero[init.name] = np.count_nonzero(numpy_helper.to_array(init))
     flops = 0.0
     for n in m.graph.node:
         if n.op_type == "Conv":
             w, y = shapes.get(n.input[1]), shapes.get(n.output[0])
             if w and y:
-                flops += 2.0 * float(np.prod(y[1:])) * float(np.prod(w[1:]))
+                weights = nonzero.get(n.input[1], float(np.prod(w)))
+                flops += 2.0 * float(np.prod(y[2:])) * float(weights)
         elif n.op_type in ("Gemm", "MatMul"):
             a, y = shapes.get(n.input[0]), shapes.get(n.output[0])
             if a and y:
@@ -368,35 +376,45 @@ def make_runner(
 
 
 def run_bench(
-    art_dir: str | Path,
+    art_dir: str | Path | list[str | Path],
     cfg: BenchConfig,
     run_dir: str | Path | None = None,
     progress: bool = True,
     modules: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Every engine x precision x component x batch of `cfg`. modules: {"decoder": nn.Module, ...}
-    for the PyTorch eager peer of a model exported with export_model."""
-    art_dir = Path(art_dir)
-    m = Manifest.load(art_dir)
-    if run_dir is not None:
-        m.run["path"] = str(run_dir)
+    """Every engine x precision x component x batch of `cfg`, for one artifact dir or several.
+
+    Several dirs (two exports of one model, before and after a change) take their turns in the same
+    rounds, so the machine's noise hits them alike, and every row of the others is compared with the
+    same row of the first. modules: {"decoder": nn.Module, ...} for the PyTorch eager peer of a model
+    exported with export_model."""
+    dirs = [Path(d) for d in (art_dir if isinstance(art_dir, list | tuple) else [art_dir])]
+    labels = [str(d) for d in dirs]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"an artifact dir is given twice: {', '.join(labels)}")
+    manifests = {label: Manifest.load(d) for label, d in zip(labels, dirs, strict=True)}
+    for m in manifests.values():
+        if run_dir is not None:
+            m.run["path"] = str(run_dir)
     # The peak is measured between the rows too (before each group and at the end), so a slow or
     # fast minute of a noisy machine is seen by the peak as by the rows; the best trial counts.
     peak_runs: list[dict[str, dict[str, float]]] = []
-    flops = {}
-    for c in cfg.components:
-        fp32 = m.find(c, "fp32", "onnx")
-        if fp32 is None:
-            raise ArtifactMissing(
-                f"{art_dir} has no fp32 ONNX {c}, which bench counts FLOPs on: re-export it"
-            )
-        flops[c] = model_flops(verify(art_dir, fp32))
+    flops: dict[str, dict[str, float]] = {}
+    for label, d in zip(labels, dirs, strict=True):
+        for c in cfg.components:
+            fp32 = manifests[label].find(c, "fp32", "onnx")
+            if fp32 is None:
+                raise ArtifactMissing(f"{d} has no fp32 ONNX {c}, which bench counts FLOPs on: re-export it")
+            flops.setdefault(label, {})[c] = model_flops(verify(d, fp32))
     rng = np.random.default_rng(0)
-    inputs: dict[str, Callable[[int], np.ndarray]] = {
-        "decoder": lambda b: rng.standard_normal((b, m.latent_dim), dtype=np.float32),
-        "encoder": lambda b: rng.integers(0, 256, (b, *m.image_shape), dtype=np.uint8),
-    }
+
+    def inputs(m: Manifest, comp: str, b: int) -> np.ndarray:
+        if comp == "decoder":
+            return rng.standard_normal((b, m.latent_dim), dtype=np.float32)
+        return rng.integers(0, 256, (b, *m.image_shape), dtype=np.uint8)
+
     groups = [(c, p) for c in cfg.components for p in cfg.precisions]
+    cases = [(label, engine) for label in labels for engine in cfg.engines]
     bar = None
     if progress:
         import sys
@@ -404,7 +422,7 @@ def run_bench(
         from tqdm import tqdm
 
         bar = tqdm(
-            total=len(groups) * len(cfg.engines) * len(cfg.batches) * cfg.rounds,
+            total=len(groups) * len(cases) * len(cfg.batches) * cfg.rounds,
             unit="case",
             leave=False,
             disable=not sys.stderr.isatty(),
@@ -414,35 +432,39 @@ def run_bench(
     for comp, precision in groups:
         if cfg.peak:
             peak_runs.append(measure_peak(seconds=0.6, trials=3))
-        engines = {}
-        for engine in cfg.engines:
-            made = make_runner(engine, art_dir, m, precision, comp, cfg.threads, modules)
+        runners = {}
+        for label, engine in cases:
+            d, m = Path(label), manifests[label]
+            made = make_runner(engine, d, m, precision, comp, cfg.threads, modules)
             if isinstance(made, str):
-                skipped[f"{engine}/{precision}/{comp}"] = made
+                prefix = f"{label}: " if len(labels) > 1 else ""
+                skipped[f"{prefix}{engine}/{precision}/{comp}"] = made
                 if bar:
                     bar.update(len(cfg.batches) * cfg.rounds)
             else:
-                engines[engine] = made
+                runners[(label, engine)] = made
         for b in cfg.batches:
-            x = inputs[comp](b)
-            lats: dict[str, list[float]] = {e: [] for e in engines}
+            x = {label: inputs(manifests[label], comp, b) for label in labels}
+            lats: dict[tuple[str, str], list[float]] = {case: [] for case in runners}
             # Engines take turns in rounds, so that a slow minute on a noisy machine hits them all;
             # each turn warms up first, which also lets the previous engine's spinning threads settle.
             for _ in range(cfg.rounds):
-                for engine, (runner, _) in engines.items():
+                for (label, engine), (runner, _) in runners.items():
                     if bar:
                         bar.set_description(f"{engine} {precision} {comp} b{b}")
-                    lats[engine] += time_fn(
-                        functools.partial(runner.run, x),
+                    lats[(label, engine)] += time_fn(
+                        functools.partial(runner.run, x[label]),
                         cfg.warmup,
                         -(-cfg.iters // cfg.rounds),
                         cfg.seconds / cfg.rounds,
                     )
                     if bar:
                         bar.update(1)
-            for engine, (_, compute) in engines.items():
-                rows.append(_row(engine, precision, comp, b, lats[engine], flops[comp], compute))
-        for runner, _ in engines.values():
+            for (label, engine), (_, compute) in runners.items():
+                row = _row(engine, precision, comp, b, lats[(label, engine)], flops[label][comp], compute)
+                row.artifact = label if len(labels) > 1 else ""
+                rows.append(row)
+        for runner, _ in runners.values():
             runner.close()
     if bar:
         bar.close()
@@ -454,19 +476,45 @@ def run_bench(
             peak_runs.append(measure_peak(seconds=3.0, trials=10))
             peak = _merge_peaks(peak_runs)
             _set_fractions(rows, peak)
+    first = [r for r in rows if r.artifact in ("", labels[0])]
     return {
         "schema_version": BENCH_SCHEMA,
         "machine": machine_info(),
-        "artifact_dir": str(art_dir),
-        "model": m.model,
+        "artifact_dir": labels[0],
+        "model": manifests[labels[0]].model,
         "config": asdict(cfg),
-        "flops_per_image": flops,
+        "flops_per_image": flops[labels[0]],
         "peak_gflops": {k: v["best"] for k, v in peak.items()},
         "peak_spread": peak,
         "rows": [asdict(r) for r in rows],
         "skipped": skipped,
-        "ratios": ratios(rows) | int8_headroom(peak),
+        "ratios": ratios(first) | int8_headroom(peak),
+        "comparisons": comparisons(rows, labels),
     }
+
+
+def comparisons(rows: list[Row], labels: list[str]) -> list[dict[str, Any]]:
+    """Each row of a later artifact dir against the same engine, precision, component and batch of
+    the first: speedup = the first's median / this one's (above 1: this one is faster)."""
+    if len(labels) < 2:
+        return []
+    base = {(r.engine, r.precision, r.component, r.batch): r for r in rows if r.artifact == labels[0]}
+    out = []
+    for r in rows:
+        ref = base.get((r.engine, r.precision, r.component, r.batch))
+        if r.artifact != labels[0] and ref is not None:
+            out.append(
+                {
+                    "artifact": r.artifact,
+                    "against": labels[0],
+                    "engine": r.engine,
+                    "precision": r.precision,
+                    "component": r.component,
+                    "batch": r.batch,
+                    "speedup": ref.median_ms / r.median_ms,
+                }
+            )
+    return out
 
 
 def int8_headroom(peak: dict[str, dict[str, float]]) -> dict[str, float]:
@@ -631,12 +679,14 @@ def _fraction_cell(r: dict[str, Any]) -> str:
 
 
 def table(result: dict[str, Any]) -> str:
+    several = any(r.get("artifact") for r in result["rows"])
     head = ("engine", "prec", "comp", "batch", "median ms", "p90 ms", "p99 ms", "img/s", "GFLOP/s", "% peak")
-    lines = [head]
+    lines = [("artifact", *head) if several else head]
     for r in result["rows"]:
         frac = _fraction_cell(r)
         lines.append(
             (
+                *((r["artifact"],) if several else ()),
                 r["engine"],
                 r["precision"],
                 r["component"],
@@ -678,6 +728,17 @@ def markdown(result: dict[str, Any]) -> str:
     if result["ratios"]:
         out += ["", "| ratio (this run) | value |", "|---|---:|"]
         out += [f"| {k} | {v:.3f} |" for k, v in result["ratios"].items()]
+    if result.get("comparisons"):
+        out += [
+            "",
+            "| artifact dir | against | engine | precision | component | batch | speedup |",
+            "|---|---|---|---|---|---:|---:|",
+        ]
+        out += [
+            f"| {c['artifact']} | {c['against']} | {c['engine']} | {c['precision']} | {c['component']} | "
+            f"{c['batch']} | {c['speedup']:.3f}x |"
+            for c in result["comparisons"]
+        ]
     if result["skipped"]:
         out += ["", "Skipped: " + "; ".join(f"{k} ({v})" for k, v in result["skipped"].items())]
     return "\n".join(out) + "\n"
@@ -692,25 +753,24 @@ def plot(result: dict[str, Any], path: Path) -> None:
     comps = sorted({r["component"] for r in result["rows"]})
     fig, axes = plt.subplots(1, len(comps), figsize=(7 * len(comps), 4.5), squeeze=False)
     for ax, comp in zip(axes[0], comps, strict=True):
-        series: dict[str, list[tuple[int, float]]] = {}
+        series: dict[tuple[str, str, str], list[tuple[int, float]]] = {}
         for r in result["rows"]:
             if r["component"] == comp:
-                series.setdefault(f"{r['engine']} {r['precision']}", []).append(
-                    (r["batch"], r["images_per_s"])
-                )
+                key = (r.get("artifact", ""), r["engine"], r["precision"])
+                series.setdefault(key, []).append((r["batch"], r["images_per_s"]))
         # colour says the engine, line style the precision
         colours = {e: f"C{i}" for i, e in enumerate(ENGINES)}
         styles = {"fp32": "-", "fp16": "--", "int8": ":"}
-        for name, pts in sorted(series.items()):
-            engine, precision = name.split(" ")
+        markers = {a: m for a, m in zip(sorted({k[0] for k in series}), "os^Dv", strict=False)}
+        for (artifact, engine, precision), pts in sorted(series.items()):
             pts.sort()
             ax.plot(
                 [p[0] for p in pts],
                 [p[1] for p in pts],
-                marker="o",
+                marker=markers.get(artifact, "o"),  # several artifact dirs: the marker says which
                 color=colours.get(engine),
                 linestyle=styles.get(precision, "-"),
-                label=name,
+                label=" ".join(x for x in (artifact, engine, precision) if x),
             )
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")

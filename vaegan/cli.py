@@ -701,7 +701,7 @@ def _output_file(flag: str, name: str, help: str):
 
 
 @cli.command()
-@click.argument("art_dir", type=click.Path(path_type=Path))
+@click.argument("art_dirs", metavar="ART_DIR...", nargs=-1, required=True, type=click.Path(path_type=Path))
 @option_from(BenchConfig, "engines", "--engine", callback=_csv(str), default=",".join(ENGINES))
 @option_from(BenchConfig, "precisions", "--precision", callback=_csv(str), default="fp32,int8")
 @option_from(BenchConfig, "components", "--component", callback=_csv(str), default="decoder")
@@ -721,7 +721,7 @@ def _output_file(flag: str, name: str, help: str):
 )
 @_output_file("--plot", "plot_out", "Throughput-vs-batch chart (PNG; needs matplotlib).")
 def bench(
-    art_dir: Path,
+    art_dirs: tuple[Path, ...],
     run_dir: Path | None,
     json_out: Path | None,
     md_out: Path | None,
@@ -731,6 +731,8 @@ def bench(
     """Latency/throughput per engine x precision x batch, with peers and % of this machine's peak.
 
     Every ratio is measured in this one run; these machines are noisy, so compare rows of one run.
+    Given several artifact dirs (say, an export before and after a change), their engines take turns
+    in the same rounds and each row is compared with the same row of the first dir.
     """
     from vaegan import bench as B
 
@@ -739,13 +741,18 @@ def bench(
         _fail("vaegan bench counts FLOPs with onnx, which is not installed: pip install 'vaegan[bench]'")
     if plot_out and importlib.util.find_spec("matplotlib") is None:
         _fail("--plot needs matplotlib: pip install 'vaegan[bench]'")
-    result = B.run_bench(art_dir, cfg, run_dir=run_dir, progress=True)
+    result = B.run_bench(list(art_dirs), cfg, run_dir=run_dir, progress=True)
     click.echo(B.table(result))
     for r in result["rows"]:
         if r["note"]:
             click.echo(f"flagged {r['engine']} {r['precision']} {r['component']} b{r['batch']}: {r['note']}")
     for k, v in result["ratios"].items():
         click.echo(f"{k}: {v:.3f}")
+    for c in result["comparisons"]:
+        click.echo(
+            f"{c['artifact']} vs {c['against']}: {c['engine']} {c['precision']} {c['component']} "
+            f"b{c['batch']}: {c['speedup']:.3f}x"
+        )
     for k, why in result["skipped"].items():
         click.echo(f"skipped {k}: {why}")
     if json_out:

@@ -4,7 +4,8 @@ encoder: images uint8 [N,H,W,C] -> mu, logvar float32 [N,Z]   (normalisation to 
 decoder: z float32 [N,Z] -> images uint8 [N,H,W,C]            (de-normalise, round, clamp, cast)
 
 Single file, dynamic batch, opset 18 (parsed by TensorRT 10 and 11), the model config in
-metadata_props. Batch norm is folded into the convolutions by the exporter.
+metadata_props. Batch norm is folded into the convolutions by the exporter, and into a Gemm before it
+by rewrite.py, which also computes the decoder's thin output conv a block of pixels at a time.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from torch import nn
 
 from vaegan.core.errors import ExportError
 from vaegan.core.manifest import IO_NAMES
+from vaegan.export import rewrite
 from vaegan.trainer.data import pixels_to_unit, unit_to_pixels
 
 OPSET = 18
@@ -53,7 +55,10 @@ class DecoderGraph(nn.Module):
         return unit_to_pixels(self.decoder(z), *self.output_range)
 
 
-def export_onnx(graph: nn.Module, example: torch.Tensor, component: str, path: Path, metadata: dict) -> None:
+def export_onnx(
+    graph: nn.Module, example: torch.Tensor, component: str, path: Path, metadata: dict
+) -> list[str]:
+    """Export one graph to `path` and check it; returns the rewrites applied (vaegan/export/rewrite.py)."""
     inputs, outputs = IO_NAMES[component]
     batch = torch.export.Dim("batch", min=1, max=65536)
     buf = io.StringIO()
@@ -88,10 +93,12 @@ def export_onnx(graph: nn.Module, example: torch.Tensor, component: str, path: P
             onnx.StringStringEntryProto(key=k, value=v if isinstance(v, str) else json.dumps(v))
         )
     model.doc_string = f"vaegan {component}"
+    rewrites = rewrite.apply(model)
     onnx.checker.check_model(model, full_check=True)
     from vaegan.core.io import write_bytes
 
     write_bytes(path, model.SerializeToString())
+    return rewrites
 
 
 def unexportable(graph: nn.Module, example: torch.Tensor, error: Exception) -> str:

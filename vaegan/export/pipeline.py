@@ -299,14 +299,17 @@ def write_fp32(job: Job) -> None:
         path = job.root / f"{comp}.fp32.onnx"
         job.step(f"exporting {path.name}")
         graph = job.graphs[comp].eval()
-        onnx_export.export_onnx(graph, examples[comp], comp, path, {**job.metadata, "component": comp})
+        rewrites = onnx_export.export_onnx(
+            graph, examples[comp], comp, path, {**job.metadata, "component": comp}
+        )
         job.paths[(comp, "fp32")] = path
         runner = _runner(job, comp, "fp32")
         parity = onnx_export.check_parity(
             graph, runner, path.name, comp, job.image_shape, job.latent_dim, batches, job.opts.seed
         )
         runner.close()
-        job.artifacts.append(_artifact(job.root, path, comp, "fp32", "onnx", parity, {}, path))
+        notes = {"rewrites": rewrites} if rewrites else {}
+        job.artifacts.append(_artifact(job.root, path, comp, "fp32", "onnx", parity, notes, path))
 
 
 def calibration(
