@@ -218,3 +218,28 @@ def test_ddp_two_processes_gloo(tmp_path):
     st = load_state(out)
     assert st["step"] == 6 and len(st["rng"]) == 2
     load_model(out)
+
+
+def test_ddp_train_leaves_no_process_group_behind(tmp_path):
+    """train() closes the gloo group it opened, every rank together: one that merely exits can make
+    the other abort with "Connection closed by peer" after the run has finished (seen in CI)."""
+    script = tmp_path / "ddp_train.py"
+    script.write_text(
+        "import sys\n"
+        "import torch.distributed as dist\n"
+        "from tests.conftest import tiny_run_config\n"
+        "from vaegan.trainer.loop import train\n"
+        "train(tiny_run_config(max_steps=4), sys.argv[1], progress=False)\n"
+        "sys.stdout.write(f'group open after train: {dist.is_initialized()}\\n')\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+        + [str(script), str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.count("group open after train: False") == 2, r.stdout  # one line per rank

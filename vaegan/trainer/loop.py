@@ -150,7 +150,8 @@ def train(
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     device = pick_device()
-    if world > 1 and not dist.is_initialized():
+    owns_group = world > 1 and not dist.is_initialized()
+    if owns_group:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if device.type == "cuda":
         torch.cuda.set_device(device)
@@ -374,6 +375,12 @@ def train(
         bar.close()
     if step == start:  # nothing left to do (resumed a finished run): still leave a complete run dir
         save(step)
+    if owns_group:
+        # Every rank leaves together and closes its connections itself: a rank that just exits
+        # can make gloo's reader thread in the other one throw "Connection closed by peer" and
+        # abort it (SIGABRT), failing a finished run.
+        dist.barrier()
+        dist.destroy_process_group()
     return TrainResult(out, step, total, time.time() - t0, last)
 
 
