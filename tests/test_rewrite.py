@@ -10,6 +10,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
+from tests.conftest import run_cli
 from vaegan.bench import model_flops
 from vaegan.config import ModelConfig
 from vaegan.core.manifest import Manifest
@@ -188,3 +189,5 @@ def test_export_rewrites_the_vaegan_decoder_and_records_it(tmp_path, art_dir):
     # the fixture's export recorded it in its manifest, on the fp32 decoder the others come from
     fp32 = Manifest.load(art_dir).find("decoder", "fp32", "onnx")
     assert fp32 is not None and "stride 4" in fp32.notes["rewrites"][1]
+    shown = run_cli("info", str(art_dir)).stdout
+    assert "Graph rewrites at export" in shown and "decoder.fp32.onnx: output conv" in shown

@@ -486,6 +486,12 @@ def _print_manifest(m, art_dir: Path) -> None:
             )
         )
     _table(rows)
+    rewrites = [f"  {a.path}: {r}" for a in m.artifacts for r in a.notes.get("rewrites", [])]
+    if rewrites:
+        click.echo(
+            "\nGraph rewrites at export (same arithmetic; the other precisions are made from these files):"
+        )
+        click.echo("\n".join(rewrites))
     if broken:
         click.echo(
             "\nBreaks TensorRT's ONNX import rules (vaegan.export.conformance; `vaegan engines` refuses these):"
