@@ -388,11 +388,12 @@ def run_bench(
     rounds, so the machine's noise hits them alike, and every row of the others is compared with the
     same row of the first. modules: {"decoder": nn.Module, ...} for the PyTorch eager peer of a model
     exported with export_model."""
-    dirs = [Path(d) for d in (art_dir if isinstance(art_dir, list | tuple) else [art_dir])]
-    labels = [str(d) for d in dirs]
-    if len(set(labels)) != len(labels):
-        raise ConfigError(f"an artifact dir is given twice: {', '.join(labels)}")
-    manifests = {label: Manifest.load(d) for label, d in zip(labels, dirs, strict=True)}
+    given = art_dir if isinstance(art_dir, list | tuple) else [art_dir]
+    dirs = {str(d): Path(d) for d in given}  # label (the dir as given) -> dir
+    labels = list(dirs)
+    if len(labels) != len(given):
+        raise ConfigError(f"an artifact dir is given twice: {', '.join(map(str, given))}")
+    manifests = {label: Manifest.load(d) for label, d in dirs.items()}
     for m in manifests.values():
         if run_dir is not None:
             m.run["path"] = str(run_dir)
@@ -400,7 +401,7 @@ def run_bench(
     # fast minute of a noisy machine is seen by the peak as by the rows; the best trial counts.
     peak_runs: list[dict[str, dict[str, float]]] = []
     flops: dict[str, dict[str, float]] = {}
-    for label, d in zip(labels, dirs, strict=True):
+    for label, d in dirs.items():
         for c in cfg.components:
             fp32 = manifests[label].find(c, "fp32", "onnx")
             if fp32 is None:
@@ -434,8 +435,7 @@ def run_bench(
             peak_runs.append(measure_peak(seconds=0.6, trials=3))
         runners = {}
         for label, engine in cases:
-            d, m = Path(label), manifests[label]
-            made = make_runner(engine, d, m, precision, comp, cfg.threads, modules)
+            made = make_runner(engine, dirs[label], manifests[label], precision, comp, cfg.threads, modules)
             if isinstance(made, str):
                 prefix = f"{label}: " if len(labels) > 1 else ""
                 skipped[f"{prefix}{engine}/{precision}/{comp}"] = made

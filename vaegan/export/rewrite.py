@@ -79,10 +79,15 @@ def _graph_maps(g: onnx.GraphProto) -> tuple[dict, dict, dict[str, list[onnx.Nod
     return init, producer, consumers
 
 
-def _replace_nodes(g: onnx.GraphProto, edit) -> None:
+def _optional(init: dict, node: onnx.NodeProto, i: int) -> np.ndarray | None:
+    """The constant value of a node's optional input i (a bias), or None where it has none."""
+    return numpy_helper.to_array(init[node.input[i]]) if len(node.input) > i and node.input[i] else None
+
+
+def _replace_nodes(g: onnx.GraphProto, edit, stale: set[str]) -> None:
     """Rebuild the node list from copies, `edit(copy)` returning the nodes to put in its place (a
     node proto is not to be held across edits of its repeated field), then drop the initializers
-    no node reads any more."""
+    no node reads any more and the shapes recorded for the `stale` tensors, which have changed."""
     nodes = []
     for n in g.node:
         copy = onnx.NodeProto()
@@ -94,11 +99,8 @@ def _replace_nodes(g: onnx.GraphProto, edit) -> None:
     for i in reversed(range(len(g.initializer))):
         if g.initializer[i].name not in used:
             del g.initializer[i]
-
-
-def _drop_value_info(g: onnx.GraphProto, names: set[str]) -> None:
     for i in reversed(range(len(g.value_info))):
-        if g.value_info[i].name in names:
+        if g.value_info[i].name in stale:
             del g.value_info[i]
 
 
@@ -145,13 +147,13 @@ def fold_batch_norm_into_gemm(model: onnx.ModelProto) -> str | None:
     per_channel = scale / np.sqrt(var + _attrs(bn).get("epsilon", 1e-5))
     s = np.repeat(per_channel, rows.shape[0] // len(scale))
     t = np.repeat(shift - mean * per_channel, rows.shape[0] // len(scale))
-    bias = numpy_helper.to_array(init[gemm.input[2]]) if len(gemm.input) > 2 and gemm.input[2] else 0.0
+    bias = _optional(init, gemm, 2)
     w_new = (rows * s[:, None]).astype(w.dtype)
     w_name, b_name = f"{gemm.name or 'gemm'}_bn_weight", f"{gemm.name or 'gemm'}_bn_bias"
     g.initializer.extend(
         [
             numpy_helper.from_array(w_new if trans_b else np.ascontiguousarray(w_new.T), w_name),
-            numpy_helper.from_array((bias * s + t).astype(w.dtype), b_name),
+            numpy_helper.from_array(((0.0 if bias is None else bias) * s + t).astype(w.dtype), b_name),
         ]
     )
     gemm_out, bn_in, bn_out = gemm.output[0], reshape.output[0], bn.output[0]
@@ -167,8 +169,7 @@ def fold_batch_norm_into_gemm(model: onnx.ModelProto) -> str | None:
             n.output[0] = bn_out  # the reshape now produces what the batch norm did
         return [n]
 
-    _replace_nodes(g, edit)
-    _drop_value_info(g, {bn_in})
+    _replace_nodes(g, edit, stale={bn_in})
     return what
 
 
@@ -228,7 +229,7 @@ def split_thin_output_conv(model: onnx.ModelProto) -> str | None:
         for dx in range(r):
             w2[:, dy, dx, :, dy : dy + k, dx : dx + k] = w
     w2 = w2.reshape(c_out * r * r, c_in, big, big)
-    bias = numpy_helper.to_array(init[conv.input[2]]) if len(conv.input) > 2 and conv.input[2] else None
+    bias = _optional(init, conv, 2)
     b2 = np.repeat(bias if bias is not None else np.zeros(c_out, w.dtype), r * r)
 
     name = conv.name or "output_conv"
@@ -257,9 +258,7 @@ def split_thin_output_conv(model: onnx.ModelProto) -> str | None:
             return [to_space, n]
         return [n]
 
-    stale = {conv_out, *(n.output[0] for n in chain)}  # now [N, c*r*r, H/r, W/r]
-    _replace_nodes(g, edit)
-    _drop_value_info(g, stale)
+    _replace_nodes(g, edit, stale={conv_out, *(n.output[0] for n in chain)})  # now [N, c*r*r, H/r, W/r]
     return (
         f"output conv {name} ({c_in}->{c_out}, {k}x{k}) computed as {c_in}->{c_out * r * r} at stride {r} "
         "with depth-to-space: the same sums, fewer wasted SIMD lanes"
