@@ -131,6 +131,10 @@ class Ragged(nn.Module):
             return x * 100
         if self.bad == "op":
             return torch.tanh(x + torch.histc(x, bins=4).sum())  # histc has no ONNX export
+        if self.bad == "nan":
+            return torch.tanh(x) * float("nan")
+        if self.bad == "some nan":  # NaN for the latents whose first value is positive
+            return torch.where(z[:, :1, None, None] > 0, torch.log(-x.abs() - 1), torch.tanh(x))
         return torch.tanh(x)
 
 
@@ -139,6 +143,8 @@ BAD = {
     "range": ("outside output_range", None),
     "op": ("op aten.histc in module decoder", None),
     "encoder": ("must return (mu, logvar)", nn.Sequential(nn.Flatten(), nn.Linear(64, 4))),
+    "nan": ("the decoder returns NaN or inf for 100.00% of its outputs", None),
+    "some nan": ("the decoder returns NaN or inf for", None),
 }
 
 
@@ -163,3 +169,46 @@ def test_bad_models_are_refused_in_one_line(tmp_path, case, monkeypatch):
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
     assert needle in r.stderr
     assert not (tmp_path / "art").exists()
+
+
+@pytest.mark.parametrize(
+    "source, needle",
+    [
+        ("def build(:\n    pass\n", "user_models does not parse: invalid syntax"),
+        (
+            "import sys\ndef build():\n    sys.exit(0)\n",
+            "user_models:build() called sys.exit(0): nothing was exported",
+        ),
+        ("import sys\nsys.exit(3)\n", "importing user_models called sys.exit(3)"),
+    ],
+)
+@pytest.mark.reliability("round2", "--model code that does not parse or exits")
+def test_model_code_that_does_not_parse_or_exits(tmp_path, source, needle):
+    (tmp_path / "user_models.py").write_text(source)
+    r = run_cli(
+        "export", "--model", "user_models:build", "--latent-dim", "4", "--image-shape", "8,8,1",
+        "--out", str(tmp_path / "art"), "--precision", "fp32", env={"PYTHONPATH": f"{tmp_path}:{ROOT}"},
+    )  # fmt: skip
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, (r.returncode, r.stderr)
+    assert needle in r.stderr and not (tmp_path / "art").exists()
+
+
+@pytest.mark.reliability("round2", "a NaN decoder is refused at export")
+def test_a_nan_decoder_is_refused_through_the_api(tmp_path):
+    for case in ("nan", "some nan"):
+        with pytest.raises(ExportError, match=r"NaN or inf for \d+\.\d\d% of its outputs"):
+            export_model(
+                Ragged(case), tmp_path / "art", latent_dim=4, image_shape=(8, 8, 1), precisions=["fp32"]
+            )
+    assert not (tmp_path / "art").exists()
+
+
+@pytest.mark.reliability("round2", "calibration of any image count")
+def test_int8_calibration_takes_any_number_of_images(tmp_path):
+    torch.manual_seed(0)
+    calib = np.random.default_rng(0).integers(0, 256, (300, 8, 8, 1), dtype=np.uint8)
+    m = export_model(
+        Ragged("none"), tmp_path / "art", latent_dim=4, image_shape=(8, 8, 1), calibration=calib,
+        precisions=["fp32", "int8"], calib_samples=300, quality_n=64,
+    )  # fmt: skip
+    assert m.find("decoder", "int8", "onnx").notes["calibration"]["samples"] == 300

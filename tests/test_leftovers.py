@@ -1,21 +1,6 @@
-"""What a killed export or training run leaves behind is removed by the next one that succeeds."""
+"""What a killed training run leaves behind is removed by the next one (exports: tests/test_reexport.py)."""
 
-from vaegan.config import ExportOptions
-from vaegan.export.pipeline import export_run
 from vaegan.trainer.loop import train
-
-
-def test_a_later_export_removes_a_killed_exports_temp_dirs(trained_run, tmp_path):
-    out = tmp_path / "art"
-    for leftover in (".art.tmp-abc123", ".art.old-101010"):
-        (tmp_path / leftover).mkdir()
-        (tmp_path / leftover / "decoder.fp32.onnx").write_bytes(b"x" * 1000)
-    (tmp_path / ".other.tmp-keep").mkdir()  # another artifact dir's: not ours to touch
-    export_run(trained_run, out, ExportOptions(precisions=["fp32"], quality_n=50, max_batch=8, opt_batch=2))
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.tmp-keep", "art"]
-    from vaegan.core.io import DIR_MODE
-
-    assert out.stat().st_mode & 0o777 == DIR_MODE  # not mkdtemp's 0700
 
 
 def test_training_removes_temp_files_a_kill_left(tmp_path):

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from vaegan.config import opt
-from vaegan.core.errors import ArtifactMissing, BackendUnavailable, ConfigError
+from vaegan.core.errors import ArtifactCorrupt, ArtifactMissing, BackendUnavailable, ConfigError
 from vaegan.core.manifest import COMPONENTS, PRECISIONS, Artifact, Manifest, verify
 from vaegan.runtime.backends import Runner, RunnerInfo
 
@@ -132,7 +132,10 @@ def model_flops(onnx_path: Path) -> float:
     import onnx
     from onnx import numpy_helper, shape_inference
 
-    m = onnx.load(str(onnx_path))
+    try:
+        m = onnx.load(str(onnx_path))
+    except Exception as e:  # noqa: BLE001 - protobuf's DecodeError: a truncated or damaged file
+        raise ArtifactCorrupt(f"{onnx_path.name} is not a readable ONNX model ({type(e).__name__})") from None
     for vi in list(m.graph.input):
         d = vi.type.tensor_type.shape.dim
         if d and not d[0].HasField("dim_value"):

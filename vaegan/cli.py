@@ -35,7 +35,8 @@ BACKEND_NAMES = tuple(_BACKENDS)
 
 
 def _fail(msg: str) -> NoReturn:
-    click.echo(f"vaegan: error: {msg}", err=True)
+    one_line = " ".join(part.strip() for part in str(msg).splitlines() if part.strip())
+    click.echo(f"vaegan: error: {one_line}", err=True)
     sys.exit(2)
 
 
@@ -391,8 +392,16 @@ def _build_model(spec: str) -> tuple[Any, Any]:
         _fail(f"--model: cannot import {module_name} ({e}): is it on PYTHONPATH or in this directory?")
     except AttributeError:
         _fail(f"--model: {module_name} has no {func_name}")
+    except SyntaxError as e:
+        _fail(f"--model: {module_name} does not parse: {e.msg} ({e.filename}, line {e.lineno})")
+    except SystemExit as e:
+        _fail(f"--model: importing {module_name} called sys.exit({e.code!r}): nothing was exported")
+    except Exception as e:  # noqa: BLE001 - the user's module: one line saying where
+        _fail(f"--model: importing {module_name} raised {type(e).__name__}: {e}")
     try:
         built = func()
+    except SystemExit as e:  # the user's code must not end vaegan with its own exit code
+        _fail(f"--model: {spec}() called sys.exit({e.code!r}): nothing was exported")
     except Exception as e:  # noqa: BLE001 - the user's code: one line saying where
         _fail(f"--model: {spec}() raised {type(e).__name__}: {e}")
     if not (isinstance(built, tuple | list) and len(built) == 2):
@@ -677,9 +686,9 @@ def serve(
     Listens on 127.0.0.1 unless --host says otherwise. Before exposing it (--host 0.0.0.0), set a
     token (--token or $VAEGAN_TOKEN) and put a TLS reverse proxy in front (docs/deploying.md).
     """
-    if o["token"] is None and os.environ.get("VAEGAN_TOKEN"):
-        o["token"] = os.environ["VAEGAN_TOKEN"]
-    cfg = ServeConfig(**o).validate()  # before loading anything: a bad flag is one line, at once
+    cfg = ServeConfig(
+        **o
+    ).validate()  # --token, else $VAEGAN_TOKEN  # before loading anything: a bad flag is one line, at once
     if host not in ("127.0.0.1", "localhost", "::1") and cfg.token is None:
         click.echo(
             f"warning: serving on {host} with no token: anyone who reaches this port can use it and read "

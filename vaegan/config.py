@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -195,8 +196,8 @@ class ExportOptions:
     max_fd_increase: float = opt(0.10, "Tolerated relative FD increase vs fp32.")
     force: bool = opt(
         False,
-        "Replace an --out dir that holds an earlier vaegan export (of this or another model). Anything "
-        "else in --out is never deleted.",
+        "Replace an --out dir that holds an earlier vaegan export of another model. Only what vaegan wrote "
+        "is replaced: anything else in --out stays where it is.",
     )
     seed: int = 0
 
@@ -278,6 +279,8 @@ class ServeConfig:
         for name in ("header_timeout_s", "body_timeout_s", "keep_alive_s", "request_timeout_s"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if self.token is None:  # resolved here, once, for the CLI and the Python API alike
+            self.token = os.environ.get("VAEGAN_TOKEN") or None
         if self.token is not None and len(self.token) < 16:
             raise ConfigError("--token must be at least 16 characters (e.g. `openssl rand -hex 24`)")
         if self.grpc_port is not None and not 0 <= self.grpc_port <= 65535:

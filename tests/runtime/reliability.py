@@ -39,8 +39,8 @@ def write() -> None:
     data = json.loads(OUT.read_text()) if OUT.exists() else {}
     for section, counts in TRIED.items():
         data[section] = dict(counts)
-    for section, counts in OUTCOMES.items():
-        data[section] = dict(counts)
+    for section, counts in OUTCOMES.items():  # merged per test: suites split over runs add up
+        data[section] = {**data.get(section, {}), **counts}
     data.update(MEASURED)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     tmp = OUT.with_suffix(".tmp")

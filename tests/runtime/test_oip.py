@@ -25,12 +25,13 @@ def servers(art_dir):
     from vaegan.config import ServeConfig
     from vaegan.runtime import Sampler
     from vaegan.runtime.grpc_oip import start
-    from vaegan.runtime.server import create_app
+    from vaegan.runtime.server import ServingCore, create_app
 
     cfg = ServeConfig(max_batch=16, max_queue=64, max_n=64)
     with Sampler.load(art_dir, backend="ort") as s:
-        app = create_app(s, cfg)
-        grpc_server, port = start(app, "127.0.0.1", 0)
+        core = ServingCore(s, cfg)
+        app = create_app(core)
+        grpc_server, port = start(core, "127.0.0.1", 0)
         with LiveServer(app, cfg) as url:
             yield url.removeprefix("http://"), f"127.0.0.1:{port}", s
         grpc_server.stop(0)

@@ -27,6 +27,7 @@ FORMATS = ("onnx", "openvino", "tensorrt")
 
 _TENSOR = {
     "type": "object",
+    "additionalProperties": False,
     "required": ["name", "shape", "dtype"],
     "properties": {
         "name": {"type": "string", "minLength": 1},
@@ -41,6 +42,7 @@ _TENSOR = {
 # disk and may have been edited by hand, copied half-way or written by something else.
 SCHEMA: dict[str, Any] = {
     "type": "object",
+    "additionalProperties": False,  # a key vaegan does not know is refused by name, not half-read
     "required": ["schema_version", "model", "run", "max_batch", "opt_batch", "artifacts"],
     "properties": {
         "schema_version": {"type": "integer", "minimum": 1},
@@ -72,6 +74,7 @@ SCHEMA: dict[str, Any] = {
             "minItems": 1,
             "items": {
                 "type": "object",
+                "additionalProperties": False,
                 "required": [
                     "path",
                     "component",
@@ -99,6 +102,7 @@ SCHEMA: dict[str, Any] = {
         },
         "quality": {"type": "object", "additionalProperties": {"type": "object"}},
         "tools": {"type": "object"},
+        "files": {"type": "array", "items": {"type": "string"}},  # every file the export wrote
         "vaegan_version": {"type": "string"},
         "created": {"type": "string"},
     },
@@ -180,6 +184,7 @@ class Manifest:
         default_factory=dict
     )  # precision or "openvino-<precision>" -> metrics, deltas
     tools: dict[str, str] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)  # every file the export wrote, relative
     schema_version: int = SCHEMA_VERSION
     vaegan_version: str = ""
     created: str = ""
@@ -210,7 +215,13 @@ class Manifest:
     def load(cls, art_dir: str | Path) -> Manifest:
         art_dir = Path(art_dir)
         path = art_dir / MANIFEST
-        if not art_dir.is_dir():
+        if "\0" in str(art_dir):
+            raise ArtifactError(f"{str(art_dir)!r} is not a usable path: it contains a NUL byte")
+        try:
+            is_dir = art_dir.is_dir()
+        except (ValueError, OSError) as e:  # a name too long, say
+            raise ArtifactError(f"{str(art_dir)!r} is not a usable path ({e})") from None
+        if not is_dir:
             raise ArtifactError(f"{art_dir} is not a directory: pass the --out dir of `vaegan export`")
         if not path.exists():
             if (art_dir / "config.json").exists() and (art_dir / "model.safetensors").exists():
@@ -221,10 +232,18 @@ class Manifest:
             raise ArtifactMissing(
                 f"{path} not found: pass the --out dir of `vaegan export RUN_DIR --out ART_DIR`"
             )
+        if not path.is_file():
+            raise ArtifactCorrupt(f"{path} is not a file: re-export the artifacts")
         try:
             d = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ArtifactCorrupt(f"{path} is not valid JSON ({e}): re-export the artifacts") from e
+        except RecursionError:
+            raise ArtifactCorrupt(
+                f"{path} is JSON nested too deeply for a manifest: re-export the artifacts"
+            ) from None
+        except OSError as e:
+            raise ArtifactError(f"cannot read {path} ({e.strerror}): check its permissions") from None
         if not isinstance(d, dict):
             raise ArtifactError(f"{path} is not a vaegan manifest: re-export the artifacts")
         version = d.get("schema_version")

@@ -35,6 +35,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
+from vaegan.core.errors import ArtifactCorrupt
+
 TARGET = "TensorRT 10.3 (JetPack 6) and 11.x, strongly typed ONNX import"
 OPSET_RANGE = (9, 20)  # [ops]: inclusive range the 10.x parser imports
 
@@ -104,7 +106,18 @@ class Conformance:
 
 
 def check_file(path: str | Path) -> Conformance:
-    return check_model(onnx.load(str(path), load_external_data=False))
+    return check_model(load_onnx(path))
+
+
+def load_onnx(path: str | Path) -> onnx.ModelProto:
+    """onnx.load, with a file that does not parse as ONNX (truncated, a flipped header) refused as
+    ArtifactCorrupt in one line rather than protobuf's DecodeError."""
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # noqa: BLE001 - protobuf's DecodeError and onnx's own errors alike
+        raise ArtifactCorrupt(
+            f"{Path(path).name} is not a readable ONNX model ({type(e).__name__}): re-export the artifacts"
+        ) from None
 
 
 def check_model(model: onnx.ModelProto) -> Conformance:

@@ -20,9 +20,7 @@ import datetime
 import hashlib
 import json
 import logging
-import shutil
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import SimpleNamespace
@@ -34,10 +32,10 @@ from torch import nn
 
 from vaegan import __version__
 from vaegan.config import ExportOptions
-from vaegan.core.errors import ArtifactError, ConfigError, ExportError
-from vaegan.core.io import DIR_MODE
+from vaegan.core.errors import ConfigError, ExportError
 from vaegan.core.manifest import (
     COMPONENTS,
+    IO_NAMES,
     MANIFEST,
     PRECISIONS,
     Artifact,
@@ -48,6 +46,7 @@ from vaegan.core.manifest import (
     sha256_file,
     tool_versions,
 )
+from vaegan.core.outdir import Staging, check_out_dir, describe_kept, list_files, resolve_out
 from vaegan.export import onnx as onnx_export
 from vaegan.export import precision as prec
 from vaegan.export.conformance import check_file
@@ -210,20 +209,19 @@ def export_run(run_dir: str | Path, out: str | Path, opts: ExportOptions | None 
 
 
 def export(model: Model, out: Path, opts: ExportOptions) -> Manifest:
-    """The one export path: a temp dir beside `out`, every step, then one rename into place."""
-    check_out_dir(out, model.key, opts.force)
+    """The one export path: a temp dir beside `out`, every step, then one swap into place that keeps
+    whatever the old dir held that vaegan did not write (vaegan.core.outdir)."""
+    out = resolve_out(out)
+    old = check_out_dir(out, model.key, opts.force)
+    staging = Staging(out)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-        tmp.chmod(DIR_MODE)  # mkdtemp's is 0700: the artifact dir is for every user of the device
-    except OSError as e:
-        raise ExportError(f"cannot write to {out.parent} ({e.strerror}): choose a writable --out") from e
-    try:
-        manifest = _export_into(tmp, model, opts)
-        replace_dir(tmp, out)
+        manifest = _export_into(staging.path, model, opts)
+        kept = staging.commit(old)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        staging.discard()
         raise
+    if kept:
+        log.info("%s", describe_kept(out, kept))
     if opts.trt:
         from vaegan.export.tensorrt import build_engines
 
@@ -282,6 +280,7 @@ def _export_into(root: Path, model: Model, opts: ExportOptions) -> Manifest:
             vaegan_version=__version__,
             created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         )
+        manifest.files = [*list_files(root), MANIFEST]
         manifest.save(root)
         job.step("manifest.json")
     return manifest
@@ -303,6 +302,7 @@ def write_fp32(job: Job) -> None:
             graph, examples[comp], comp, path, {**job.metadata, "component": comp}
         )
         job.paths[(comp, "fp32")] = path
+        check_finite(job, comp, "fp32")
         runner = _runner(job, comp, "fp32")
         parity = onnx_export.check_parity(
             graph, runner, path.name, comp, job.image_shape, job.latent_dim, batches, job.opts.seed
@@ -310,6 +310,25 @@ def write_fp32(job: Job) -> None:
         runner.close()
         notes = {"rewrites": rewrites} if rewrites else {}
         job.artifacts.append(_artifact(job.root, path, comp, "fp32", "onnx", parity, notes, path))
+
+
+def check_finite(job: Job, comp: str, precision: str) -> None:
+    """A graph whose outputs hold NaN or inf (the model's own, or fp16/int8 overflow) is refused:
+    its images would come out black, with a parity of 0 grey levels against a black fp32."""
+    rng = np.random.default_rng(job.opts.seed + 2)
+    feed: np.ndarray
+    if comp == "decoder":
+        feed, what = rng.standard_normal((256, job.latent_dim)).astype(np.float32), "256 prior latents"
+    else:
+        feed, what = rng.integers(0, 256, (64, *job.image_shape), dtype=np.uint8), "64 images"
+    share = prec.nonfinite_share(job.paths[(comp, precision)], {IO_NAMES[comp][0][0]: feed})
+    if share > 0:
+        cause = "the model's own outputs" if precision == "fp32" else f"{precision} overflow"
+        raise ExportError(
+            f"the {comp}'s {precision} graph gives NaN or inf for {share:.2%} of its outputs on {what} "
+            f"({cause}): nothing was written; check the weights"
+            + ("" if precision == "fp32" else f", or leave {precision} out of --precision")
+        )
 
 
 def calibration(
@@ -357,6 +376,7 @@ def write_reduced(
                     "calibration": {"method": opts.calib_method, "samples": samples},
                 }
             job.paths[(comp, p)] = dst
+            check_finite(job, comp, p)
             parity = _parity(job, _runner(job, comp, p), comp, p, z_eval, val)
             job.artifacts.append(_artifact(job.root, dst, comp, p, "onnx", parity, notes, dst))
 
@@ -432,48 +452,6 @@ def write_triton(job: Job) -> None:
         ins, outs = onnx_export.tensor_specs(job.paths[(comp, "fp32")])
         models[comp] = (job.paths[(comp, "fp32")], "onnx", ins, outs)
     triton.write_repository(job.root / "triton", models, job.opts.max_batch, job.opts.opt_batch)
-
-
-# ------------------------------------------------------------------------- the output directory
-def check_out_dir(out: Path, data_key: str, force: bool) -> None:
-    """--out may be new, empty, or an earlier vaegan export; --force only ever replaces the last."""
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise ExportError(f"{out} exists and is not a directory: choose another --out")
-    if not any(out.iterdir()):
-        return
-    try:
-        old = Manifest.load(out)
-    except ArtifactError:
-        raise ExportError(
-            f"{out} is not empty and is not a vaegan artifact dir (no valid manifest.json): choose another --out; "
-            "--force replaces only an earlier vaegan export and never deletes anything else"
-        ) from None
-    if old.run.get("data_key") != data_key and not force:
-        raise ExportError(
-            f"{out} holds artifacts of another model (data key {old.run.get('data_key')}): choose another --out "
-            "or pass --force to replace them"
-        )
-
-
-def replace_dir(tmp: Path, out: Path) -> None:
-    """Put the finished temp dir in place; an old artifact dir is swapped out, then removed.
-
-    Between the two renames `out` does not exist for an instant; a reader then gets "not found" and
-    never a mix of old and new files. Leftovers of exports that were killed (.NAME.tmp-*, .NAME.old-*)
-    are removed once a new export is in place.
-    """
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{datetime.datetime.now().strftime('%H%M%S%f')}")
-        out.rename(old)
-    tmp.rename(out)
-    for stale in out.parent.glob(f".{out.name}.*"):
-        if stale.is_dir() and (
-            stale.name.startswith(f".{out.name}.old-") or stale.name.startswith(f".{out.name}.tmp-")
-        ):
-            shutil.rmtree(stale, ignore_errors=True)
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -635,6 +613,12 @@ def check_modules(
             raise ExportError(
                 f"the decoder returns {got} for z [64, {latent_dim}]; image_shape {shape} (H, W, C) needs "
                 f"[64, {c}, {h}, {w}]"
+            )
+        bad = float((~torch.isfinite(x)).float().mean())
+        if bad > 0:
+            raise ExportError(
+                f"the decoder returns NaN or inf for {bad:.2%} of its outputs on z [64, {latent_dim}] "
+                "(precision fp32, in torch): check its weights"
             )
         margin = 0.05 * (hi - lo)
         outside = float(((x < lo - margin) | (x > hi + margin)).float().mean())

@@ -68,6 +68,26 @@ def _run(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[str, np.n
     return dict(zip(names, sess.run(names, feeds), strict=True))
 
 
+def nonfinite_share(path: Path, feeds: dict[str, np.ndarray]) -> float:
+    """The share of NaN/inf among a graph's float outputs on `feeds`, counting for a uint8 output the
+    float tensor its final Cast reads (a cast hides NaN as a black pixel)."""
+    model = onnx.load(str(path))
+    uint8_out = {o.name for o in model.graph.output if o.type.tensor_type.elem_type == onnx.TensorProto.UINT8}
+    watch = [
+        n.input[0] for n in model.graph.node if n.op_type == "Cast" and n.output and n.output[0] in uint8_out
+    ]
+    existing = {o.name for o in model.graph.output}
+    typed = {vi.name: vi for vi in onnx.shape_inference.infer_shapes(model).graph.value_info}
+    for name in watch:
+        if name not in existing:
+            elem = typed[name].type.tensor_type.elem_type if name in typed else onnx.TensorProto.FLOAT
+            model.graph.output.append(onnx.helper.make_tensor_value_info(name, elem, None))
+    got = _run(model, feeds)
+    floats = [v for v in got.values() if np.issubdtype(v.dtype, np.floating)]
+    total = sum(v.size for v in floats)
+    return float(sum(int((~np.isfinite(v)).sum()) for v in floats) / max(total, 1))
+
+
 def convert_fp16(
     src: Path, dst: Path, calib_feeds: dict[str, np.ndarray], rel_tol: float = 0.05, max_rounds: int = 4
 ) -> list[str]:
@@ -136,6 +156,11 @@ def quantize_int8(
     if method not in methods:
         raise ValueError(f"calibration method must be one of {', '.join(methods)}, got {method!r}")
     ((name, data),) = calib.items()
+    if len(data) > batch and len(data) % batch:
+        # ONNX Runtime's calibrators stack every batch's tensors into one array, so a short last batch
+        # fails ("inhomogeneous shape"); it is filled up with the first images instead (min/max are
+        # unchanged by repeats, histograms barely)
+        data = np.concatenate([data, data[: batch - len(data) % batch]])
     feeds = [{name: data[i : i + batch]} for i in range(0, len(data), batch)]
     exclude = io_nodes(onnx.load(str(src)))
     with tempfile.TemporaryDirectory() as tmp:

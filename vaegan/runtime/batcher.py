@@ -184,6 +184,12 @@ class MicroBatcher:
             )
             out = self.fn(x)
         except BaseException as e:  # noqa: BLE001 - every waiter must be answered
+            if len({id(r) for r, _, _ in live}) > 1:
+                # one request's rows may be what failed: each runs alone, and only a failing one
+                # gets its error (requests are validated before they are queued, so this is rare)
+                for part in live:
+                    self._run([part])
+                return
             for r, _, _ in live:
                 if not r.future.done():
                     r.future.set_exception(e)

@@ -1,77 +1,75 @@
 """The Open Inference Protocol over gRPC: KServe v2's GRPCInferenceService (ServerLive, ServerReady,
 ModelReady, ServerMetadata, ModelMetadata, ModelInfer), built on the protocol definitions that
-tritonclient ships (tritonclient.grpc.service_pb2 / service_pb2_grpc), into the same models and
-batchers as the HTTP endpoints of server.py. Started by `vaegan serve --grpc-port`."""
+tritonclient ships (tritonclient.grpc.service_pb2 / service_pb2_grpc), over the same ServingCore
+as the HTTP front-end (server.py). Started by `vaegan serve --grpc-port`."""
 
 from __future__ import annotations
 
-import hmac
 from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 import numpy as np
 
-from vaegan.core.errors import ConfigError, InputError, Overloaded
+from vaegan.core.errors import ConfigError, InputError
 from vaegan.runtime import oip
-from vaegan.runtime.batcher import BatcherClosed
+from vaegan.runtime.serving import ServingCore, Unauthorized, server_metadata, status_of
 
 # protocol datatype -> the field of InferTensorContents that carries it when not sent raw
 CONTENTS = {"FP32": "fp32_contents", "UINT8": "uint_contents", "INT8": "int_contents", "FP16": None}
 
 
-def start(app: Any, host: str, port: int, workers: int = 8, timeout_s: float = 60.0) -> tuple[Any, int]:
-    """Serve the app's models over gRPC on host:port (0: any free port); returns (server, port)."""
+def start(core: ServingCore, host: str, port: int, workers: int = 8) -> tuple[Any, int]:
+    """Serve the core's models over gRPC on host:port (0: any free port); returns (server, port).
+
+    Under a token, ServerLive, ServerReady and ModelReady stay open (health probes), every other
+    call needs `authorization: Bearer TOKEN` metadata, checked before any work on the model name."""
     import grpc
     from tritonclient.grpc import service_pb2 as pb
     from tritonclient.grpc import service_pb2_grpc as pbg
 
-    from vaegan.runtime.server import oip_server_metadata
+    timeout_s = core.cfg.request_timeout_s
 
-    served: dict[str, oip.OipModel] = app.state.oip
-    metrics, ready, token = app.state.metrics, app.state.ready, app.state.token
+    def abort(context: Any, e: BaseException, model: str | None = None) -> None:
+        _, code = status_of(e)
+        if model is not None:
+            core.count_infer("grpc", model, code)
+        msg = f"request took over {timeout_s:.0f}s" if code == "DEADLINE_EXCEEDED" else str(e)
+        context.abort(getattr(grpc.StatusCode, code), msg or type(e).__name__)
 
-    def refuse(context: Any, model: str, code: Any, msg: str) -> None:
-        metrics["infer"].labels("grpc", model, code.name).inc()
-        context.abort(code, msg)
-
-    def authorize(context: Any, model: str) -> None:
-        if token is None:
-            return
-        value = dict(context.invocation_metadata()).get("authorization", "")
-        scheme, _, given = value.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
-            refuse(
-                context, model, grpc.StatusCode.UNAUTHENTICATED, "send metadata authorization: Bearer <token>"
-            )
-
-    def model_or_abort(context: Any, name: str, version: str) -> oip.OipModel:
-        try:
-            return oip.find(served, name, version)
-        except oip.ModelNotFound as e:
-            refuse(context, name, grpc.StatusCode.NOT_FOUND, str(e))
-            raise  # not reached: abort raises
+    def authorize(context: Any) -> None:
+        if not core.authorized(dict(context.invocation_metadata()).get("authorization")):
+            raise Unauthorized("send metadata authorization: Bearer <token>")
 
     class Servicer(pbg.GRPCInferenceServiceServicer):
         def ServerLive(self, request, context):
             return pb.ServerLiveResponse(live=True)
 
         def ServerReady(self, request, context):
-            return pb.ServerReadyResponse(ready=ready.is_set())
+            return pb.ServerReadyResponse(ready=core.ready.is_set())
 
         def ModelReady(self, request, context):
-            model_or_abort(context, request.name, request.version)
-            return pb.ModelReadyResponse(ready=ready.is_set())
+            try:
+                oip.find(core.models, request.name, request.version)
+            except oip.ModelNotFound as e:
+                abort(context, e)
+            return pb.ModelReadyResponse(ready=core.ready.is_set())
 
         def ServerMetadata(self, request, context):
-            md = oip_server_metadata()
+            try:
+                authorize(context)
+            except Unauthorized as e:
+                abort(context, e)
+            md = server_metadata()
             return pb.ServerMetadataResponse(
                 name=md["name"], version=md["version"], extensions=md["extensions"]
             )
 
         def ModelMetadata(self, request, context):
-            authorize(context, request.name)
-            md = model_or_abort(context, request.name, request.version).metadata()
+            try:
+                authorize(context)
+                md = oip.find(core.models, request.name, request.version).metadata()
+            except (Unauthorized, oip.ModelNotFound) as e:
+                abort(context, e)
 
             def tensors(specs: list[dict]) -> list[Any]:
                 return [pb.ModelMetadataResponse.TensorMetadata(**t) for t in specs]
@@ -86,37 +84,22 @@ def start(app: Any, host: str, port: int, workers: int = 8, timeout_s: float = 6
 
         def ModelInfer(self, request, context):
             name = request.model_name
-            authorize(context, name)
-            model = model_or_abort(context, name, request.model_version)
-            code, msg, rows = None, "", None
             try:
-                x = _input(model, request)
-                rows = model.run(x).result(timeout_s)
-            except (Overloaded, BatcherClosed) as e:
-                code, msg = grpc.StatusCode.UNAVAILABLE, str(e)
-            except (InputError, ValueError) as e:
-                code, msg = grpc.StatusCode.INVALID_ARGUMENT, str(e)
-            except FutureTimeout:
-                code, msg = grpc.StatusCode.DEADLINE_EXCEEDED, f"request took over {timeout_s:.0f}s"
-            if code is not None or rows is None:
-                refuse(context, name, code or grpc.StatusCode.INTERNAL, msg)
-            asked = {o.name for o in request.outputs} or {o.name for o in model.outputs}
-            unknown = asked - {o.name for o in model.outputs}
-            if unknown:
-                refuse(
-                    context,
-                    name,
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    f"{name} has no output {sorted(unknown)[0]!r}",
-                )
+                authorize(context)  # before any work on the name
+                model = oip.find(core.models, name, request.model_version)
+                asked = {o.name for o in request.outputs} or {o.name for o in model.outputs}
+                unknown = asked - {o.name for o in model.outputs}
+                if unknown:
+                    raise InputError(f"{name} has no output {sorted(unknown)[0]!r}")
+                rows = model.run(_input(model, request)).result(timeout_s)
+            except Exception as e:  # noqa: BLE001 - every error is a status, never a crash
+                abort(context, e, name)
             resp = pb.ModelInferResponse(model_name=name, model_version=oip.VERSION, id=request.id)
             for spec, arr in zip(model.outputs, model.split(rows), strict=True):
                 if spec.name in asked:
                     resp.outputs.add(name=spec.name, datatype=spec.datatype, shape=list(arr.shape))
-                    resp.raw_output_contents.append(
-                        np.ascontiguousarray(arr, arr.dtype.newbyteorder("<")).tobytes()
-                    )
-            metrics["infer"].labels("grpc", name, "OK").inc()
+                    resp.raw_output_contents.append(oip.to_le_bytes(arr))
+            core.count_infer("grpc", name, "OK")
             return resp
 
     server = grpc.server(

@@ -124,11 +124,22 @@ def find(served: dict[str, OipModel], name: str, version: str | None = None) -> 
 
 
 def to_array(datatype: str, shape: list[int], values: Any) -> np.ndarray:
-    """JSON `data` (nested or flat, as the protocol allows) as a numpy array of the tensor's type."""
+    """JSON `data` (nested or flat, as the protocol allows) as a numpy array of the tensor's type.
+    Integer tensors take whole numbers in their range only: 0.5 for a UINT8 is refused, not truncated."""
     if datatype not in NUMPY:
         raise InputError(f"datatype {datatype!r} is not one vaegan's models take (FP32, UINT8)")
+    dtype = NUMPY[datatype]
     try:
-        arr = np.asarray(values, dtype=NUMPY[datatype])
+        if dtype.kind in "iu":
+            raw = np.asarray(values)
+            if raw.dtype.kind not in "iu" and raw.size:
+                raise InputError(
+                    f"tensor data for a {datatype} tensor must be whole numbers, got {raw.dtype} values"
+                )
+            info = np.iinfo(dtype)
+            if raw.size and (raw.min() < info.min or raw.max() > info.max):
+                raise InputError(f"tensor data for a {datatype} tensor must lie in {info.min}..{info.max}")
+        arr = np.asarray(values, dtype=dtype)
     except (ValueError, TypeError, OverflowError) as e:
         raise InputError(f"tensor data is not a list of {datatype} numbers ({e})") from None
     if arr.size != int(np.prod(shape)):
@@ -147,3 +158,8 @@ def from_bytes(datatype: str, shape: list[int], raw: bytes) -> np.ndarray:
     if len(raw) != need:
         raise InputError(f"binary data is {len(raw)} bytes, {datatype} {list(shape)} needs {need}")
     return np.frombuffer(raw, dtype=dtype).reshape(shape).astype(NUMPY[datatype])
+
+
+def to_le_bytes(arr: np.ndarray) -> bytes:
+    """An output tensor as the protocol's binary data: little-endian, row-major."""
+    return np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes()

@@ -162,7 +162,7 @@ class Sampler:
             raise InputError(f"n={n} is over the limit of {self.max_n} per call: ask in smaller chunks")
         return int(n)
 
-    def _check_z(self, z: Any) -> np.ndarray:
+    def check_latents(self, z: Any) -> np.ndarray:
         try:
             z = np.asarray(z)
         except (ValueError, TypeError) as e:  # a ragged nested list, say
@@ -185,7 +185,7 @@ class Sampler:
             raise InputError("latents contain NaN or inf (or values beyond float32): pass finite values")
         return z32
 
-    def _check_images(self, images: Any) -> np.ndarray:
+    def check_images(self, images: Any) -> np.ndarray:
         try:
             x = np.asarray(images)
         except (ValueError, TypeError) as e:
@@ -210,26 +210,31 @@ class Sampler:
     def latents(self, n: int, seed: int | None = None, temperature: float = 1.0) -> np.ndarray:
         """The latents `sample` decodes: the same seed gives the same latents on every backend."""
         n = self._check_n(n)
-        if (
-            isinstance(temperature, bool | np.bool_)
-            or not isinstance(temperature, int | float | np.integer | np.floating)
-            or not np.isfinite(temperature)
-            or not 0 < temperature <= 10
+        t = None
+        if not isinstance(temperature, bool | np.bool_) and isinstance(
+            temperature, int | float | np.integer | np.floating
         ):
-            raise InputError(f"temperature must be a number in (0, 10], got {temperature!r}")
+            try:
+                t = float(temperature)
+            except OverflowError:  # an int beyond float's range, 10**400 say
+                t = None
+        if t is None or not np.isfinite(t) or not 0 < t <= 10:
+            shown = repr(temperature)
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
+            raise InputError(f"temperature must be a number in (0, 10], got {shown}")
         if seed is not None and (
             isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0
         ):
             raise InputError(f"seed must be a non-negative integer or None, got {seed!r}")
         rng = np.random.default_rng(seed)
-        return rng.standard_normal((n, self.latent_dim), dtype=np.float32) * np.float32(float(temperature))
+        return rng.standard_normal((n, self.latent_dim), dtype=np.float32) * np.float32(t)
 
     def sample(self, n: int, seed: int | None = None, temperature: float = 1.0) -> np.ndarray:
         return self.decode(self.latents(n, seed, temperature))
 
     def decode(self, z: Any) -> np.ndarray:
         """Latents [N, Z] -> uint8 images [N, H, W, C], in chunks of the engine's max batch."""
-        z = self._check_z(z)
+        z = self.check_latents(z)
         out = np.empty((len(z), *self.image_shape), dtype=np.uint8)
         for i in range(0, len(z), self.max_batch):
             self.decoder_runner.run_into(z[i : i + self.max_batch], [out[i : i + self.max_batch]])
@@ -239,7 +244,7 @@ class Sampler:
         """uint8 images [N, H, W, C] -> (mu, logvar), each float32 [N, Z]."""
         if self.encoder_runner is None:
             raise ArtifactError("this artifact dir has no encoder for the chosen backend/precision")
-        x = self._check_images(images)
+        x = self.check_images(images)
         mu = np.empty((len(x), self.latent_dim), np.float32)
         logvar = np.empty_like(mu)
         for i in range(0, len(x), self.max_batch):
@@ -269,10 +274,22 @@ class Sampler:
         return z.astype(np.float32)
 
     def _as_latent(self, v: Any) -> np.ndarray:
-        v = np.asarray(v)
+        """One end of an interpolation: one latent [Z] (or [1, Z]) or one image [H, W, C] (or [1, ...])."""
+        try:
+            v = np.asarray(v)
+        except (ValueError, TypeError) as e:
+            raise InputError(f"an interpolation end must be one latent or one image ({e})") from None
         if v.dtype == np.uint8:
+            if v.ndim == 4 and len(v) != 1:
+                raise InputError(
+                    f"an interpolation end must be one image [H, W, C], got {len(v)} images {list(v.shape)}"
+                )
             return self.encode(v)[0][0].astype(np.float64)
-        return self._check_z(v)[0].astype(np.float64)
+        if v.ndim == 2 and len(v) != 1:
+            raise InputError(
+                f"an interpolation end must be one latent [{self.latent_dim}], got {len(v)} rows {list(v.shape)}"
+            )
+        return self.check_latents(v)[0].astype(np.float64)
 
     def close(self) -> None:
         for r in (self.decoder_runner, self.encoder_runner):

@@ -69,10 +69,15 @@ class Classifier:
     def features_and_classes(self, images: np.ndarray, batch: int = 512) -> tuple[np.ndarray, np.ndarray]:
         feats, classes = [], []
         self.net.eval()
-        for i in range(0, len(images), batch):
-            f, logits = self.net(to_tensor_range(images[i : i + batch]))
-            feats.append(f.numpy().astype(np.float64))
-            classes.append(logits.argmax(1).numpy())
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # the same bits on any thread count (oneDNN splits sums by thread)
+        try:
+            for i in range(0, len(images), batch):
+                f, logits = self.net(to_tensor_range(images[i : i + batch]))
+                feats.append(f.numpy().astype(np.float64))
+                classes.append(logits.argmax(1).numpy())
+        finally:
+            torch.set_num_threads(threads)
         return np.concatenate(feats), np.concatenate(classes)
 
 

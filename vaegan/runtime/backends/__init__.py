@@ -3,6 +3,7 @@ precision on one device. Comparing backends is a loop over runners, not a specia
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,16 @@ class Runner(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass
+
+
+def first_line(e: BaseException) -> str:
+    """The cause in an engine's exception text, in one line. OpenVINO's start with a stack of
+    "Exception from src/...cpp:105:" and "Check '...' failed at ...": the cause is what follows."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    causes = [
+        ln for ln in lines if not re.match(r"^(Exception from \S+:\d+:?|Check '.*' failed at \S+:\d+:?)$", ln)
+    ]
+    return " ".join(causes)[:400] if causes else (lines[-1] if lines else type(e).__name__)
 
 
 @dataclass(frozen=True)

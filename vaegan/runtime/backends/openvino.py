@@ -9,7 +9,7 @@ import numpy as np
 
 from vaegan.core.errors import ArtifactCorrupt, BackendUnavailable
 from vaegan.core.manifest import Verified
-from vaegan.runtime.backends import Runner, RunnerInfo
+from vaegan.runtime.backends import Runner, RunnerInfo, first_line
 
 
 def inference_precision(core, device: str, precision: str) -> str:
@@ -68,8 +68,9 @@ class OpenVinoRunner(Runner):
             model = core.read_model(source.data, ov.Tensor(np.frombuffer(source.weights, np.uint8)))
             self.compiled = core.compile_model(model, dev, config)
         except RuntimeError as e:  # a device that is listed but cannot take this model
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise BackendUnavailable(f"OpenVINO could not compile {path.name} for {dev}: {first}") from e
+            raise BackendUnavailable(
+                f"OpenVINO could not compile {path.name} for {dev}: {first_line(e)}"
+            ) from e
         self._local = threading.local()  # an infer request per calling thread
         self.input_name = self.compiled.inputs[0].get_any_name()
         self.output_names = [o.get_any_name() for o in self.compiled.outputs]

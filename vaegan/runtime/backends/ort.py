@@ -6,9 +6,9 @@ import os
 
 import numpy as np
 
-from vaegan.core.errors import BackendUnavailable
+from vaegan.core.errors import ArtifactCorrupt, BackendUnavailable
 from vaegan.core.manifest import Verified
-from vaegan.runtime.backends import Runner, RunnerInfo
+from vaegan.runtime.backends import Runner, RunnerInfo, first_line
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
@@ -70,7 +70,13 @@ class OrtRunner(Runner):
         providers: list = [provider]
         if provider != "CPUExecutionProvider":
             providers.append("CPUExecutionProvider")
-        self.session = ort.InferenceSession(source.data, so, providers=providers)
+        try:
+            self.session = ort.InferenceSession(source.data, so, providers=providers)
+        except Exception as e:  # noqa: BLE001 - ORT's InvalidProtobuf, Fail, ... are plain Exceptions
+            raise ArtifactCorrupt(
+                f"{source.path.name} does not load as an ONNX model ({type(e).__name__}: {first_line(e)}): "
+                "re-export the artifacts"
+            ) from None
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.graph_inputs = [_spec(t) for t in self.session.get_inputs()]

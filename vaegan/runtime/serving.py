@@ -1,0 +1,180 @@
+"""The serving core behind both front-ends of `vaegan serve`: HTTP (server.py) and gRPC (grpc_oip.py).
+
+One object holds what a request touches: the served models and their batchers, the settings, the
+metrics, readiness and the token. Each front-end only translates its protocol onto it, and both
+answer an error with the status of one table (STATUS) and check a token with one function.
+
+Every request is validated on its own before it joins a batch, so one client's NaN latents are that
+client's 400 and nobody else's; if a merged batch still fails in the engine, the batcher retries its
+requests one by one, and only the one that fails gets the error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import hmac
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from vaegan.config import ServeConfig
+from vaegan.core.errors import InputError, Overloaded, VaeganError
+from vaegan.runtime import oip
+from vaegan.runtime.batcher import BatcherClosed, MicroBatcher
+from vaegan.runtime.sampler import Sampler
+
+UNKNOWN_MODEL = "_unknown"  # the one metric label of every model name this server does not serve
+
+
+class Unauthorized(VaeganError):
+    """No or a wrong bearer token."""
+
+
+class TooLarge(InputError):
+    """A request body over --max-body-bytes."""
+
+
+class SlowBody(InputError):
+    """A request body that did not arrive within --body-timeout."""
+
+
+class ClientGone(VaeganError):
+    """The client closed the connection before its request was read: nobody to answer."""
+
+
+# Each error a request can end in, its HTTP status and its gRPC status code, first match wins.
+# 499 is nginx's "client closed request": counted, never sent (nobody is there to read it).
+STATUS: tuple[tuple[tuple[type[BaseException], ...], int, str], ...] = (
+    ((Unauthorized,), 401, "UNAUTHENTICATED"),
+    ((oip.ModelNotFound,), 404, "NOT_FOUND"),
+    ((TooLarge,), 413, "RESOURCE_EXHAUSTED"),
+    ((SlowBody,), 408, "DEADLINE_EXCEEDED"),
+    ((ClientGone,), 499, "CANCELLED"),
+    ((Overloaded, BatcherClosed), 503, "UNAVAILABLE"),
+    ((InputError, ValueError), 400, "INVALID_ARGUMENT"),
+    ((asyncio.TimeoutError, concurrent.futures.TimeoutError, TimeoutError), 504, "DEADLINE_EXCEEDED"),
+    ((VaeganError,), 500, "INTERNAL"),
+)
+
+
+def status_of(e: BaseException) -> tuple[int, str]:
+    """(HTTP status, gRPC status code name) for an error; anything unknown is a 500 / INTERNAL."""
+    for kinds, http, grpc_code in STATUS:
+        if isinstance(e, kinds):
+            return http, grpc_code
+    return 500, "INTERNAL"
+
+
+def bearer_ok(authorization: str | None, token: str | None) -> bool:
+    """The one token check: `Authorization: Bearer TOKEN` (an HTTP header or gRPC metadata), compared
+    in constant time. Without a token configured everything is allowed."""
+    if token is None:
+        return True
+    scheme, _, given = (authorization or "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+def server_metadata() -> dict[str, Any]:
+    from vaegan import __version__
+
+    return {"name": "vaegan", "version": __version__, "extensions": ["binary_tensor_data"]}
+
+
+def _metrics() -> tuple[Any, dict[str, Any]]:
+    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+    reg = CollectorRegistry()
+    return reg, {
+        "requests": Counter("vaegan_requests", "HTTP requests", ["endpoint", "status"], registry=reg),
+        "latency": Histogram(
+            "vaegan_request_seconds",
+            "Request latency",
+            ["endpoint"],
+            registry=reg,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        ),
+        "batch": Histogram(
+            "vaegan_batch_size",
+            "Rows per engine call",
+            registry=reg,
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+        ),
+        "batch_seconds": Histogram("vaegan_batch_seconds", "Engine time per batch", registry=reg),
+        "samples": Counter("vaegan_samples", "Images generated", registry=reg),
+        "queue": Gauge("vaegan_queue_depth", "Images waiting for the decoder", registry=reg),
+        "infer": Counter(
+            "vaegan_infer_requests",
+            "Open Inference Protocol requests (model: a served model's name, or _unknown)",
+            ["protocol", "model", "status"],
+            registry=reg,
+        ),
+    }
+
+
+@dataclass
+class ServingCore:
+    """The served models, their batchers, settings, metrics, readiness and token."""
+
+    sampler: Sampler
+    cfg: ServeConfig
+    registry: Any = field(init=False)
+    metrics: dict[str, Any] = field(init=False)
+    ready: threading.Event = field(init=False, default_factory=threading.Event)
+    decoder: MicroBatcher = field(init=False)
+    encoder: MicroBatcher | None = field(init=False, default=None)
+    models: dict[str, oip.OipModel] = field(init=False)
+
+    def __post_init__(self) -> None:
+        s = self.sampler
+        self.cfg = ServeConfig(**vars(self.cfg)).validate()
+        self.registry, self.metrics = _metrics()
+        c = self.cfg
+        batch = c.max_batch = c.max_batch or s.max_batch  # default: the export's max batch
+        self.decoder = MicroBatcher(s.decode, batch, c.max_delay_ms, c.max_queue, self._on_batch)
+        if s.encoder_runner is not None:  # rows are mu and logvar side by side
+            self.encoder = MicroBatcher(
+                lambda x: np.concatenate(s.encode(x), axis=1), batch, c.max_delay_ms, c.max_queue
+            )
+        self.models = oip.models(s, self.decode, self.encode if self.encoder else None)
+        self.ready.set()
+
+    @property
+    def token(self) -> str | None:
+        return self.cfg.token
+
+    def authorized(self, authorization: str | None) -> bool:
+        return bearer_ok(authorization, self.cfg.token)
+
+    def model_label(self, name: str) -> str:
+        """A metric label from a name a client sent: only served names become labels, so a flood of
+        made-up names cannot grow /metrics or the server's memory."""
+        return name if name in self.models else UNKNOWN_MODEL
+
+    def count_infer(self, protocol: str, model: str, status: str) -> None:
+        self.metrics["infer"].labels(protocol, self.model_label(model), status).inc()
+
+    def _on_batch(self, rows: int, seconds: float) -> None:
+        self.metrics["batch"].observe(rows)
+        self.metrics["batch_seconds"].observe(seconds)
+
+    # ------------------------------------------------- requests, each checked before it joins a batch
+    def decode(self, z: Any) -> Future:
+        """Latents -> Future of uint8 images; bad latents raise InputError here, before batching."""
+        return self.decoder.submit(self.sampler.check_latents(z))
+
+    def encode(self, images: Any) -> Future:
+        """uint8 images -> Future of [mu | logvar] rows."""
+        if self.encoder is None:
+            raise InputError("this artifact dir has no encoder")
+        return self.encoder.submit(self.sampler.check_images(images))
+
+    def close(self, drain: bool = True) -> None:
+        """Stop taking requests; with drain, answer what was accepted first."""
+        self.ready.clear()
+        if self.encoder is not None:
+            self.encoder.close(drain)
+        self.decoder.close(drain)
