@@ -129,3 +129,40 @@ def test_two_artifact_dirs_take_turns_and_are_compared_row_by_row(art_dir, tmp_p
         and "given twice" in twice.stderr
         and len(twice.stderr.strip().splitlines()) == 1
     )
+
+
+def test_flops_of_convtranspose_grouped_conv_and_gemm_match_a_hand_count(tmp_path):
+    """2 x MACs, counted by hand: a ConvTranspose scatters each input pixel through its whole weight,
+    a grouped conv's weight already holds Cin/groups per output channel, Gemm with transA reads K first."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from vaegan.bench import model_flops
+
+    rng = np.random.default_rng(0)
+    w_t = rng.standard_normal((8, 4, 4, 4)).astype(np.float32)  # ConvTranspose: [Cin 8, Cout 4, 4x4]
+    w_g = rng.standard_normal((6, 2, 3, 3)).astype(np.float32)  # Conv 4 -> 6, groups 2: [6, 4/2, 3x3]
+    a_t = rng.standard_normal((5, 7)).astype(np.float32)  # Gemm transA: A^T is [7, 5] @ B [5, 3]
+    b = rng.standard_normal((5, 3)).astype(np.float32)
+    nodes = [
+        helper.make_node(
+            "ConvTranspose", ["x", "wt"], ["t"], strides=[2, 2], pads=[1, 1, 1, 1]
+        ),  # 5x5 -> 10x10
+        helper.make_node("Conv", ["t", "wg"], ["c"], group=2, pads=[1, 1, 1, 1]),  # 10x10 -> 10x10
+        helper.make_node("Gemm", ["at", "b"], ["g"], transA=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 5, 5])],
+        [
+            helper.make_tensor_value_info("c", TensorProto.FLOAT, None),
+            helper.make_tensor_value_info("g", TensorProto.FLOAT, None),
+        ],
+        [numpy_helper.from_array(v, k) for k, v in (("wt", w_t), ("wg", w_g), ("at", a_t), ("b", b))],
+    )
+    path = tmp_path / "g.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    hand = 2 * (5 * 5 * 8 * 4 * 4 * 4) + 2 * (10 * 10 * 6 * 2 * 3 * 3) + 2 * (7 * 3 * 5)
+    assert model_flops(path) == hand

@@ -67,3 +67,14 @@ def test_diff_augment_keeps_shape_and_gradient():
     assert y.shape == x.shape
     y.sum().backward()
     assert x.grad is not None and float(x.grad.abs().sum()) > 0
+
+
+def test_foreground_weights_favour_the_strokes_and_keep_the_mean():
+    from vaegan.trainer.losses import foreground_weights
+
+    x = torch.full((2, 3, 16, 16), -0.8)  # a dark background
+    x[:, :, 6:10, 4:12] = torch.tensor([0.9, -0.2, 0.5])[:, None, None]  # a coloured stroke
+    w = foreground_weights(x, 4.0)
+    assert torch.allclose(w.mean(dim=(1, 2, 3)), torch.ones(2))
+    assert float(w[0, 0, 8, 8]) > 3 * float(w[0, 0, 0, 0])
+    assert torch.equal(foreground_weights(torch.zeros(1, 3, 8, 8), 4.0), torch.ones(1, 1, 8, 8))

@@ -58,8 +58,8 @@ def test_config_mismatch_is_reported(trained_run, tmp_path):
 
 
 def test_stage_schedule():
-    cfg = tiny_run_config().train
-    stages = [stage_at(s, 100, cfg) for s in range(100)]
+    cfg = tiny_run_config(vae_fraction=0.3, adv_fraction=0.2).train
+    stages = [stage_at(s / 100, cfg) for s in range(100)]
     assert stages[0] == "vae" and stages[40] == "adversarial" and stages[-1] == "joint"
     assert stages.index("adversarial") == 30 and stages.index("joint") == 50
 
@@ -159,7 +159,7 @@ def test_cli_help_and_version():
     r = run_cli("--help")
     assert r.returncode == 0 and "train" in r.stdout and "export" in r.stdout
     r = run_cli("train", "--help")
-    assert "--kl-weight" in r.stdout and "default: 4.0" in r.stdout
+    assert "--kl-weight" in r.stdout and "from the recipe" in r.stdout and "--time DURATION" in r.stdout
     assert run_cli("--version").stdout.strip().startswith("vaegan, version")
 
 
@@ -243,3 +243,72 @@ def test_ddp_train_leaves_no_process_group_behind(tmp_path):
     )
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.count("group open after train: False") == 2, r.stdout  # one line per rank
+
+
+def test_time_budget_ends_with_a_checkpoint_samples_and_the_recipe(tmp_path):
+    """`--time` splits the stages by time and ends, within the budget, with a checkpoint, sample
+    grids and a final line; `--resume --time` gives the run that much more time."""
+    out = tmp_path / "timed"
+    r = run_cli("train", "--data", "digits", *TINY, "--time", "12s", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    recipe_line = next(ln for ln in r.stderr.splitlines() if ln.startswith("recipe for"))
+    assert (
+        "16x16x1 (grey), 12s budget" in recipe_line
+        and "width 8*" in recipe_line
+        and "KL weight 4," in recipe_line
+    )
+    assert "reached step" in r.stderr and "of a 12s budget" in r.stderr
+    st = load_state(out)
+    assert 0 < st["elapsed_s"] <= 12.0 and st["budget_s"] == 12.0 and st["stage"] == "joint"
+    assert (out / "samples" / "prior_last.png").exists() and (out / "samples" / "recon_last.png").exists()
+    assert {row["stage"] for row in read_jsonl(out / "metrics.jsonl")} == {"vae", "adversarial", "joint"}
+    r = run_cli("train", "--resume", str(out), "--time", "6s")
+    assert r.returncode == 0, r.stderr
+    again = load_state(out)
+    assert again["budget_s"] == pytest.approx(st["elapsed_s"] + 6.0)
+    assert again["step"] > st["step"] and st["elapsed_s"] + 3 < again["elapsed_s"] <= again["budget_s"]
+    assert again["stage"] == "joint"  # more time never sends a run back to an earlier stage
+
+
+def test_recipe_follows_the_data_and_keeps_what_the_user_set():
+    from vaegan.config import ModelConfig, RunConfig, TrainConfig
+    from vaegan.trainer import recipe
+
+    digits, chosen = recipe.resolve(RunConfig(ModelConfig(image_size=32, channels=1), TrainConfig()), 1617)
+    assert (digits.model.width, digits.model.latent_dim, digits.train.kl_weight, digits.train.amp) == (
+        16,
+        16,
+        4.0,
+        "off",
+    )
+    rgb, _ = recipe.resolve(
+        RunConfig(ModelConfig(image_size=64, channels=3), TrainConfig(kl_weight=0.5)), 2700
+    )
+    assert rgb.model.latent_dim == 32 and rgb.train.kl_weight == 0.5 and rgb.train.pixel_weight == 1.0
+    line = recipe.describe(rgb, 2700, [k for k in chosen if k != "kl_weight"])
+    assert line.startswith("recipe for 2700 images of 64x64x3 (RGB)") and "KL weight 0.5*" in line
+    assert recipe.parse_duration("15m") == 900 and recipe.parse_duration("1h30m") == 5400
+    assert recipe.parse_duration("900s") == recipe.parse_duration("900") == 900
+    with pytest.raises(ValueError, match="not a duration"):
+        recipe.parse_duration("fifteen minutes")
+
+
+def test_train_returns_the_config_it_used_and_leaves_the_callers_alone(tmp_path):
+    cfg = tiny_run_config(max_steps=2, checkpoint_every=2)
+    cfg.model.width = None  # from the recipe
+    res = train(cfg, tmp_path / "r", progress=False)
+    assert cfg.model.width is None and cfg.train.batch_size == 16 and cfg.data_key == ""
+    assert res.cfg is not None and res.cfg.model.width == 16 and res.cfg.data_key
+
+
+def test_too_little_data_is_a_data_error(tmp_path):
+    from vaegan.core.errors import DataError
+
+    np.savez(tmp_path / "few.npz", x=np.zeros((10, 16, 16), np.uint8))
+    with pytest.raises(DataError, match="fewer than one batch"):
+        train(tiny_run_config(data=str(tmp_path / "few.npz")), tmp_path / "r", progress=False)
+    r = run_cli(
+        "train", "--data", str(tmp_path / "few.npz"), *TINY, "--time", "2s", "--out", str(tmp_path / "c")
+    )
+    assert r.returncode == 2 and "fewer than one batch" in r.stderr
+    assert run_cli("train", "--time", "soon", "--out", str(tmp_path / "d")).returncode == 2

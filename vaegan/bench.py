@@ -16,70 +16,18 @@ import os
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vaegan.config import opt
+from vaegan.config import ENGINE_FORMATS, ENGINES, BenchConfig
 from vaegan.core.errors import ArtifactCorrupt, ArtifactMissing, BackendUnavailable, ConfigError
-from vaegan.core.manifest import COMPONENTS, PRECISIONS, Artifact, Manifest, verify
+from vaegan.core.manifest import Artifact, Manifest, verify
 from vaegan.runtime.backends import Runner, RunnerInfo
 
 BENCH_SCHEMA = 1
-# the registry of engines bench compares: engine -> the artifact format it runs ("" = the run dir)
-ENGINE_FORMATS = {
-    "vaegan-ort": "onnx",
-    "vaegan-openvino": "openvino",
-    "vaegan-tensorrt": "tensorrt",
-    "ort-raw": "onnx",
-    "openvino-default": "openvino",
-    "torch-eager": "",
-}
-ENGINES = tuple(ENGINE_FORMATS)
-
-
-@dataclass
-class BenchConfig:
-    """`vaegan bench`: what to compare and for how long."""
-
-    engines: list[str] = field(
-        default_factory=lambda: list(ENGINES),
-        metadata={
-            "help": "Engines to compare: vaegan's runtime per backend and the peers on the same model."
-        },
-    )
-    precisions: list[str] = field(
-        default_factory=lambda: ["fp32", "int8"], metadata={"help": "Comma-separated: fp32, fp16, int8."}
-    )
-    components: list[str] = field(
-        default_factory=lambda: ["decoder"],
-        metadata={"help": "Comma-separated: decoder, encoder (decoder,encoder for both)."},
-    )
-    batches: list[int] = field(
-        default_factory=lambda: [1, 8, 64], metadata={"help": "Comma-separated batch sizes."}
-    )
-    warmup: int = opt(10, "Untimed calls before measuring.")
-    iters: int = opt(0, "Timed calls per case (0: use --seconds).")
-    seconds: float = opt(2.0, "Time per engine and case, over all rounds.")
-    rounds: int = opt(3, "Engines take turns this many times per case, so machine noise hits them all alike.")
-    threads: int = opt(0, "Engine threads (0: all cores).")
-    peak: bool = opt(True, "Measure this machine's matmul peak, interleaved with the rows.")
-
-    def validate(self) -> BenchConfig:
-        bad = [e for e in self.engines if e not in ENGINES]
-        if bad:
-            raise ConfigError(f"unknown engine {bad[0]!r}: choose from {', '.join(ENGINES)}")
-        if any(p not in PRECISIONS for p in self.precisions):
-            raise ConfigError(f"--precision takes {', '.join(PRECISIONS)}")
-        if any(c not in COMPONENTS for c in self.components):
-            raise ConfigError(f"--component takes {', '.join(COMPONENTS)}")
-        if any(b < 1 or b > 65536 for b in self.batches):
-            raise ConfigError("--batch sizes must be between 1 and 65536")
-        if self.iters < 0 or self.seconds <= 0 or self.warmup < 0 or self.rounds < 1 or self.threads < 0:
-            raise ConfigError("--iters, --warmup and --threads must be >= 0, --seconds > 0 and --rounds >= 1")
-        return self
 
 
 @dataclass
@@ -124,7 +72,8 @@ def time_fn(
 
 
 def model_flops(onnx_path: Path) -> float:
-    """FLOPs per image of a graph (2 x MACs of Conv/Gemm/MatMul), from ONNX shape inference at batch 1.
+    """FLOPs per image of a graph (2 x MACs of Conv, ConvTranspose, Gemm, MatMul), from ONNX shape
+    inference at batch 1.
 
     A conv counts the products of its non-zero weights: the decoder's rewritten output conv
     (vaegan/export/rewrite.py) carries zeros that do no useful work, and counting them would make
@@ -150,15 +99,20 @@ def model_flops(onnx_path: Path) -> float:
         nonzero[init.name] = np.count_nonzero(numpy_helper.to_array(init))
     flops = 0.0
     for n in m.graph.node:
-        if n.op_type == "Conv":
-            w, y = shapes.get(n.input[1]), shapes.get(n.output[0])
-            if w and y:
+        if n.op_type in ("Conv", "ConvTranspose"):
+            # Conv: every output position multiplies each weight once (grouped convs included: the
+            # weight holds Cin/groups per output channel). ConvTranspose: every *input* position
+            # scatters through each weight once, so the input's spatial size counts.
+            w = shapes.get(n.input[1])
+            at = shapes.get(n.output[0]) if n.op_type == "Conv" else shapes.get(n.input[0])
+            if w and at:
                 weights = nonzero.get(n.input[1], float(np.prod(w)))
-                flops += 2.0 * float(np.prod(y[2:])) * float(weights)
+                flops += 2.0 * float(np.prod(at[2:])) * float(weights)
         elif n.op_type in ("Gemm", "MatMul"):
             a, y = shapes.get(n.input[0]), shapes.get(n.output[0])
             if a and y:
-                flops += 2.0 * float(np.prod(y)) * a[-1]
+                trans_a = any(att.name == "transA" and att.i for att in n.attribute)
+                flops += 2.0 * float(np.prod(y)) * (a[0] if trans_a and n.op_type == "Gemm" else a[-1])
     return flops
 
 

@@ -15,12 +15,13 @@ from typing import Any, NoReturn
 import click
 
 from vaegan import __version__
-from vaegan.bench import ENGINES, BenchConfig
 from vaegan.config import (
     AMP_CHOICES,
     CALIBRATION_METHODS,
+    ENGINES,
     GAN_LOSSES,
     MODES,
+    BenchConfig,
     ExportOptions,
     ModelConfig,
     RunConfig,
@@ -140,7 +141,16 @@ def _dir_option(flag: str, help: str, default: Path | None = None):
 
 
 # Options --resume may change; the others belong to the run and are refused next to --resume.
-RESUMABLE = {"epochs", "lr", "lr_d", "adv_lr", "max_steps", "checkpoint_every", "log_every"}
+def _duration(ctx, param, value):
+    """--time 15m / 900s / 1h / 1h30m -> seconds."""
+    if value is None:
+        return 0.0
+    from vaegan.trainer.recipe import parse_duration
+
+    try:
+        return parse_duration(value)  # 0: no time budget, steps decide
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
 
 
 @cli.command()
@@ -152,6 +162,16 @@ RESUMABLE = {"epochs", "lr", "lr_d", "adv_lr", "max_steps", "checkpoint_every", 
     "--epochs, --max-steps and the learning rates may change.",
 )
 @option_from(TrainConfig, "mode", "--mode", type=click.Choice(MODES))
+@option_from(
+    TrainConfig,
+    "time_s",
+    "--time",
+    metavar="DURATION",
+    callback=_duration,
+    default="0",
+    show_default=False,
+    type=str,
+)
 @options_from(TrainConfig, "epochs max_steps batch_size lr lr_d adv_lr")
 @option_from(
     ModelConfig,
@@ -170,8 +190,8 @@ RESUMABLE = {"epochs", "lr", "lr_d", "adv_lr", "max_steps", "checkpoint_every", 
     default=None,
     help="1 or 3 (default: from the data).",
 )
-@options_from(ModelConfig, "latent_dim width")
-@options_from(TrainConfig, "kl_weight gamma")
+@options_from(ModelConfig, "latent_dim width d_width")
+@options_from(TrainConfig, "kl_weight pixel_weight foreground_weight gamma")
 @option_from(TrainConfig, "gan_loss", "--gan-loss", type=click.Choice(GAN_LOSSES))
 @options_from(TrainConfig, "gan_weight adaptive_max gan_on_recon r1_gamma diffaug ema_decay", r1_gamma="--r1")
 @option_from(TrainConfig, "amp", "--amp", type=click.Choice(AMP_CHOICES))
@@ -181,6 +201,12 @@ RESUMABLE = {"epochs", "lr", "lr_d", "adv_lr", "max_steps", "checkpoint_every", 
 def train(ctx: click.Context, out: Path, resume: Path | None, quiet: bool, **o: Any) -> None:
     """Train a VAE-GAN (or an ablation) and write a run directory.
 
+    \b
+    Settings you leave out follow the data (image size, channels, number of images) and are printed
+    in one line at the start. Budget: --time 15m (the stages split by time; the run ends with a
+    checkpoint and samples when it is spent), else --max-steps, else --epochs. --resume RUN --time 5m
+    gives a run 5 more minutes.
+
     Scale out with `torchrun --nproc-per-node N -m vaegan train ...` (gloo on CPU, NCCL on CUDA).
     """
     from vaegan.trainer.loop import train as run_training
@@ -188,17 +214,10 @@ def train(ctx: click.Context, out: Path, resume: Path | None, quiet: bool, **o: 
     given = {k for k in o if ctx.get_parameter_source(k) is not click.core.ParameterSource.DEFAULT}
     model_keys = {f.name for f in dataclasses.fields(ModelConfig)}
     if resume is not None:
-        cfg = RunConfig.load(resume / "config.json")
-        fixed = sorted(given - RESUMABLE)
-        if fixed:
-            names = ", ".join("--" + k.replace("_", "-") for k in fixed)
-            _fail(
-                f"{names} cannot change when resuming {resume} (it keeps its data and model; it has "
-                f"--data {cfg.train.data}): drop {names}, or start a new run with --out"
-            )
-        for k in given:
-            setattr(cfg.train, k, o[k])
-        cfg.train.validate()
+        saved = RunConfig.load(resume / "config.json")
+        # any given option other than the budget, rates and log/save intervals is refused, naming it;
+        # --time on resume is more time (extend_time_s below), not the budget's total
+        cfg = saved.resumed_with({k: o[k] for k in given if k != "time_s" and o[k] is not None})
         out, infer = resume, set()
     else:
         mc = ModelConfig(**{k: o[k] for k in model_keys if k in o and o[k] is not None})
@@ -209,9 +228,17 @@ def train(ctx: click.Context, out: Path, resume: Path | None, quiet: bool, **o: 
             _fail(f"{out} already holds a run: pass --resume {out} to continue it, or choose another --out")
     if quiet:
         logging.getLogger("vaegan").setLevel(logging.WARNING)
-    res = run_training(cfg, out, resume=resume is not None, progress=not quiet, infer=infer)
+    res = run_training(
+        cfg,
+        out,
+        resume=resume is not None,
+        progress=not quiet,
+        infer=infer,
+        extend_time_s=o["time_s"] if resume is not None and "time_s" in given else 0.0,
+    )
     if int(os.environ.get("RANK", "0")) == 0:
-        click.echo(f"trained {res.step}/{res.total_steps} steps in {res.seconds:.0f}s -> {res.out}")
+        steps = f"{res.step}/{res.total_steps}" if res.total_steps else str(res.step)
+        click.echo(f"trained {steps} steps in {res.seconds:.0f}s ({res.imgs_per_s:.0f} img/s) -> {res.out}")
         click.echo(f"  weights:  {res.out / 'model.safetensors'}")
         click.echo(f"  samples:  {res.out / 'samples'}")
         click.echo(f"  metrics:  {res.out / 'metrics.jsonl'}")
@@ -253,10 +280,12 @@ def train(ctx: click.Context, out: Path, resume: Path | None, quiet: bool, **o: 
 def eval_cmd(
     run_dir: Path, n: int, seed: int, temperature: float, images: Path | None, json_out: Path | None
 ) -> None:
-    """Score a run: FD, precision/recall/density/coverage, class coverage/KL, PSNR, KL, active units.
+    """Score a run: FD, precision/recall/density/coverage, the share of samples its classifier names
+    confidently, class coverage/KL and missing classes, PSNR, KL, active units.
 
-    The feature space is a small classifier trained on the run's own dataset labels (cached under
-    $VAEGAN_CACHE or ~/.cache/vaegan); nothing is downloaded.
+    The feature space is a small network trained on the run's own data (its labels plus a class of
+    blurred, blended and noise images made from it; without labels: real vs blur, blend, noise),
+    cached under $VAEGAN_CACHE or ~/.cache/vaegan; nothing is downloaded.
     """
     import numpy as np
 
@@ -279,6 +308,13 @@ def eval_cmd(
         click.echo(f"{k:<{width}}  {v:.4f}" if isinstance(v, float) else f"{k:<{width}}  {v}")
     for k, why in ev.unavailable.items():
         click.echo(f"{k:<{width}}  n/a ({why})")
+    missing = ev.info.get("missing_classes")
+    if isinstance(missing, list):
+        click.echo(f"missing classes: {', '.join(missing)}" if missing else "missing classes: none")
+    click.echo(
+        f"(n={ev.info.get('n')} samples in the {ev.info.get('space')}; `vaegan export` scores --quality-n "
+        "samples through the fp32 ONNX decoder, so its figures differ by n and sampling noise)"
+    )
     if json_out:
         write_json(json_out, ev.to_dict())
         click.echo(f"-> {json_out}")
@@ -375,7 +411,9 @@ def export_cmd(
             calibration=calib,
             **{"precisions": precisions, **o},
         )
-    _print_manifest(manifest, out)
+    from vaegan.info import format_manifest
+
+    click.echo(format_manifest(manifest, out))
 
 
 def _build_model(spec: str) -> tuple[Any, Any]:
@@ -426,7 +464,9 @@ def engines(art_dir: Path, max_batch: int | None, opt_batch: int | None) -> None
     if not 1 <= opt <= mx:
         _fail(f"need 1 <= --opt-batch ({opt}) <= --max-batch ({mx})")
     m.opt_batch, m.max_batch = opt, mx
-    _print_manifest(build_engines(art_dir, m, opt, mx), art_dir)
+    from vaegan.info import format_manifest
+
+    click.echo(format_manifest(build_engines(art_dir, m, opt, mx), art_dir))
 
 
 @cli.command()
@@ -440,95 +480,9 @@ def info(art_dir: Path, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(m.to_dict(), indent=2))
     else:
-        _print_manifest(m, art_dir)
+        from vaegan.info import format_manifest
 
-
-def _print_manifest(m, art_dir: Path) -> None:
-    h, w, c = m.image_shape
-    if m.run.get("source") == "user modules":
-        mods = m.run.get("modules", {})
-        origin = (
-            "exported from user modules (" + ", ".join(f"{k} {v['class']}" for k, v in mods.items()) + ")"
-        )
-    else:
-        origin = f"trained {m.run.get('mode')} for {m.run.get('step')} steps on {m.run.get('data')}"
-    click.echo(
-        f"{art_dir}: {h}x{w}x{c} images, z={m.latent_dim}, {origin}; batch 1..{m.max_batch} (opt {m.opt_batch})"
-    )
-    if m.run.get("quality_space"):
-        click.echo(f"quality measured in: {m.run['quality_space']}")
-    from vaegan.core.manifest import conformance_summary
-
-    rows = [
-        (
-            "artifact",
-            "component",
-            "precision",
-            "format",
-            "size",
-            "parity (max err)",
-            "TensorRT import",
-            "sha256",
-        )
-    ]
-    broken = []
-    for a in m.artifacts:
-        par = a.parity.get("max_abs_error")
-        par_s = "" if par is None else f"{par:.3g} {a.parity.get('unit', '')} vs {a.parity.get('vs')}"
-        trt = ""
-        if a.conformance:
-            trt = "conforms" if a.conformance["ok"] else f"{len(a.conformance['violations'])} violation(s)"
-            if not a.conformance["ok"]:
-                broken.append(f"  {a.path}: {conformance_summary(a.conformance)}")
-        elif a.format == "onnx":
-            trt = "not checked"
-        rows.append(
-            (
-                a.path,
-                a.component,
-                a.precision,
-                a.format,
-                f"{a.bytes / 1024:.0f} KiB",
-                par_s,
-                trt,
-                a.sha256[:12],
-            )
-        )
-    _table(rows)
-    rewrites = [f"  {a.path}: {r}" for a in m.artifacts for r in a.notes.get("rewrites", [])]
-    if rewrites:
-        click.echo(
-            "\nGraph rewrites at export (same arithmetic; the other precisions are made from these files):"
-        )
-        click.echo("\n".join(rewrites))
-    if broken:
-        click.echo(
-            "\nBreaks TensorRT's ONNX import rules (vaegan.export.conformance; `vaegan engines` refuses these):"
-        )
-        click.echo("\n".join(broken))
-    if m.quality:
-        click.echo("")
-        rows = [("precision", "fd", "d_fd", "precision", "recall", "coverage", "class_kl", "px err mean/max")]
-        for p, q in m.quality.items():
-
-            def f(k, q=q):
-                return f"{q[k]:.3f}" if isinstance(q.get(k), float) else "-"
-
-            px = (
-                f"{q['pixel_mean_abs_error']:.2f}/{q['pixel_max_abs_error']}"
-                if "pixel_max_abs_error" in q
-                else "-"
-            )
-            dfd = f"{q['delta_fd']:+.2f}" if "delta_fd" in q else "-"
-            rows.append((p, f("fd"), dfd, f("precision"), f("recall"), f("coverage"), f("class_kl"), px))
-        _table(rows)
-    click.echo("\ntools: " + ", ".join(f"{k} {v}" for k, v in m.tools.items()))
-
-
-def _table(rows: list[tuple]) -> None:
-    from vaegan.core.text import text_table
-
-    click.echo(text_table(rows))
+        click.echo(format_manifest(m, art_dir))
 
 
 # ---------------------------------------------------------------------------------- sample/serve

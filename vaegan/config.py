@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from vaegan.core.errors import ConfigError
-from vaegan.core.manifest import PRECISIONS
+from vaegan.core.manifest import COMPONENTS, PRECISIONS
 
 MODES = ("vae", "gan", "vaegan")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
@@ -30,20 +30,28 @@ class ModelConfig:
 
     image_size: int = opt(32, "Square size, a power of two 16..128 (digits are upscaled to it).")
     channels: int = opt(1, "1 (grey) or 3 (RGB).")
-    latent_dim: int = opt(16, "Size of z.")
-    width: int = opt(16, "Channels at full resolution (x2 per halving).")
+    latent_dim: int | None = opt(
+        None, "Size of z (default: from the recipe: 16 for 32x32 grey, 32 for 64x64 RGB)."
+    )
+    width: int | None = opt(None, "Channels at full resolution, x2 per halving (default: from the recipe).")
+    d_width: int | None = opt(
+        None, "The discriminator's channels at full resolution (default: from the recipe)."
+    )
     num_classes: int = 0  # labels seen in the data (0: unlabelled); used by evaluation only
 
     def validate(self) -> ModelConfig:
+        """Checks what is set; unset (None) sizes come from the recipe (vaegan.trainer.recipe)."""
         s = self.image_size
         if s < 16 or s > 128 or s & (s - 1):
             raise ConfigError(f"image size {s} is not supported: use a power of two from 16 to 128")
         if self.channels not in (1, 3):
             raise ConfigError(f"channels must be 1 (grey) or 3 (RGB), got {self.channels}")
-        if not 1 <= self.latent_dim <= 4096:
+        if self.latent_dim is not None and not 1 <= self.latent_dim <= 4096:
             raise ConfigError(f"latent dim must be between 1 and 4096, got {self.latent_dim}")
-        if not 4 <= self.width <= 512:
-            raise ConfigError(f"width must be between 4 and 512, got {self.width}")
+        for name in ("width", "d_width"):
+            value = getattr(self, name)
+            if value is not None and not 4 <= value <= 512:
+                raise ConfigError(f"{name.replace('_', ' ')} must be between 4 and 512, got {value}")
         return self
 
     @property
@@ -54,7 +62,8 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    """The training recipe. Stages are fractions of the total step budget."""
+    """The training recipe. Stages are fractions of the budget: --time when given, else the steps.
+    Fields left None are filled from the data by vaegan.trainer.recipe and printed at the start."""
 
     data: str = opt(
         "digits",
@@ -62,16 +71,34 @@ class TrainConfig:
         "or an .npz with uint8 'x' [N,H,W(,C)] and optional 'y'.",
     )
     mode: str = opt("vaegan", "vaegan: staged VAE-GAN; vae / gan: the ablations on the same budget.")
-    epochs: int = opt(30, "Passes over the training split.")
-    batch_size: int = opt(32, "Images per step per process.")
-    lr: float = opt(1e-3, "Encoder/decoder learning rate (Adam).")
-    lr_d: float = opt(1e-3, "Discriminator learning rate (D trains in the GAN stages only).")
+    epochs: int = opt(30, "Passes over the training split (unless --time or --max-steps says otherwise).")
+    time_s: float = opt(
+        0.0,
+        "Wall-clock budget, e.g. 15m, 900s, 1h: the stages split by time and the run ends with a checkpoint "
+        "and samples when it is spent. With --resume: that much more time. 0: steps decide.",
+    )
+    batch_size: int | None = opt(None, "Images per step per process (default: from the recipe).")
+    lr: float | None = opt(None, "Encoder/decoder learning rate, Adam (default: from the recipe).")
+    lr_d: float | None = opt(
+        None, "Discriminator learning rate; D trains in the GAN stages only (default: from the recipe)."
+    )
     adv_lr: float | None = opt(None, "Encoder and decoder learning rate once the GAN is on (default: --lr).")
     betas: tuple[float, float] = (0.5, 0.999)
-    kl_weight: float = opt(4.0, "Weight of the KL prior term (KL summed over z, divided by pixel count).")
+    kl_weight: float | None = opt(
+        None,
+        "Weight of the KL prior term, KL summed over z divided by pixel count (default: from the recipe).",
+    )
     gamma: float = opt(1.0, "Decoder's weight on reconstruction vs GAN (Larsen's gamma).")
-    pixel_weight: float = 0.25  # the small pixel term beside the Dis_l feature term (GAN stages)
-    gan_loss: str = opt("hinge", "GAN loss.")
+    pixel_weight: float | None = opt(
+        None,
+        "Weight of the pixel term beside the Dis_l feature term in the GAN stages (default: from the recipe).",
+    )
+    foreground_weight: float | None = opt(
+        None,
+        "Extra weight of the pixel term on pixels unlike the image's background colour, so thin strokes "
+        "keep their colour (default: from the recipe; 0: a plain mean).",
+    )
+    gan_loss: str | None = opt(None, "GAN loss: hinge or bce (non-saturating); default: from the recipe.")
     gan_weight: float = opt(1.0, "Base GAN weight (x adaptive weight).")
     adaptive_gan_weight: bool = True
     adaptive_max: float = opt(
@@ -80,35 +107,41 @@ class TrainConfig:
     gan_on_recon: bool = opt(
         False, "Also show D the reconstructions (Larsen et al.'s original); off: prior samples only."
     )
-    r1_gamma: float = opt(0.0, "R1 penalty on D (0: off).")
+    r1_gamma: float | None = opt(None, "R1 penalty on D (0: off; default: from the recipe).")
     diffaug: bool = opt(True, "DiffAugment on every image D sees.")
     ema_decay: float = opt(0.999, "EMA of decoder weights (export uses it).")
-    vae_fraction: float = 0.3  # stage 1: VAE pretraining
-    adv_fraction: float = 0.2  # stage 2: adversarial warm-up (encoder frozen)
+    vae_fraction: float | None = None  # stage 1: VAE pretraining (default: from the recipe)
+    adv_fraction: float | None = None  # stage 2: adversarial warm-up, encoder frozen (recipe)
     val_fraction: float = 0.1
     seed: int = opt(0, "Seeds weights, noise and the train/val split.")
-    amp: str = opt("auto", "Mixed precision: auto = bf16/fp16 on CUDA, off on CPU.")
+    amp: str | None = opt(
+        None,
+        "Mixed precision: auto = bf16/fp16 on CUDA, off on CPU; bf16; fp16; off. Default: the recipe's "
+        "(auto on CUDA; bf16 for 64x64 and larger on CPUs with native bf16, AMX or AVX512-BF16).",
+    )
     log_every: int = opt(20, "Steps between metrics.jsonl lines.")
     checkpoint_every: int = opt(100, "Steps between checkpoints (also every epoch).")
     max_steps: int = opt(0, "Stop after this many steps (0: epochs decide).")
 
     @property
-    def gan_lr(self) -> float:
+    def gan_lr(self) -> float | None:
         """The encoder/decoder rate in the GAN stages."""
         return self.lr if self.adv_lr is None else self.adv_lr
 
     def validate(self) -> TrainConfig:
         if self.mode not in MODES:
             raise ConfigError(f"unknown mode {self.mode!r}: choose one of {', '.join(MODES)}")
-        if self.gan_loss not in GAN_LOSSES:
+        if self.gan_loss is not None and self.gan_loss not in GAN_LOSSES:
             raise ConfigError(f"unknown GAN loss {self.gan_loss!r}: choose one of {', '.join(GAN_LOSSES)}")
-        if self.amp not in AMP_CHOICES:
+        if self.amp is not None and self.amp not in AMP_CHOICES:
             raise ConfigError(f"unknown amp {self.amp!r}: choose one of {', '.join(AMP_CHOICES)}")
         if self.epochs < 1:
             raise ConfigError(f"epochs must be at least 1, got {self.epochs}")
         if self.max_steps < 0:
             raise ConfigError(f"max steps must be 0 (epochs decide) or positive, got {self.max_steps}")
-        if self.batch_size < 2:
+        if not self.time_s >= 0:
+            raise ConfigError(f"--time must be a positive duration (e.g. 15m), got {self.time_s}")
+        if self.batch_size is not None and self.batch_size < 2:
             raise ConfigError(f"batch size must be at least 2 (batch norm needs it), got {self.batch_size}")
         for name in ("lr", "lr_d", "adv_lr"):
             value = getattr(self, name)
@@ -116,8 +149,15 @@ class TrainConfig:
                 raise ConfigError(f"{name.replace('_', ' ')} must be positive, got {value}")
         if not self.gamma > 0:
             raise ConfigError(f"gamma must be positive (the decoder divides by it), got {self.gamma}")
-        for name in ("kl_weight", "gan_weight", "adaptive_max", "r1_gamma"):
-            if not getattr(self, name) >= 0:
+        for name in (
+            "kl_weight",
+            "pixel_weight",
+            "foreground_weight",
+            "gan_weight",
+            "adaptive_max",
+            "r1_gamma",
+        ):
+            if getattr(self, name) is not None and not getattr(self, name) >= 0:
                 raise ConfigError(
                     f"{name.replace('_', ' ')} must be zero or positive, got {getattr(self, name)}"
                 )
@@ -125,11 +165,23 @@ class TrainConfig:
             raise ConfigError(f"ema decay must be in [0, 1), got {self.ema_decay}")
         if not 0.0 < self.val_fraction < 0.5:
             raise ConfigError(f"val fraction must be in (0, 0.5), got {self.val_fraction}")
-        if self.vae_fraction < 0 or self.adv_fraction < 0 or self.vae_fraction + self.adv_fraction > 1:
+        vae, adv = self.vae_fraction or 0.0, self.adv_fraction or 0.0
+        if vae < 0 or adv < 0 or vae + adv > 1:
             raise ConfigError("vae_fraction and adv_fraction must be >= 0 and sum to at most 1")
         if self.log_every < 1 or self.checkpoint_every < 1:
             raise ConfigError("log_every and checkpoint_every must be at least 1")
         return self
+
+
+# What a resumed run may change: the budget, the rates and how often it logs and saves.
+RESUMABLE = frozenset(
+    {"epochs", "lr", "lr_d", "adv_lr", "max_steps", "time_s", "checkpoint_every", "log_every"}
+)
+
+
+def _differs(cfg: RunConfig, name: str, value: Any, model_fields: set[str]) -> bool:
+    section = cfg.model if name in model_fields else cfg.train
+    return getattr(section, name, value) != value
 
 
 @dataclass
@@ -160,6 +212,22 @@ class RunConfig:
             )
         except (KeyError, TypeError) as e:
             raise ConfigError(f"config is not a vaegan run config ({e}): re-run `vaegan train`") from e
+
+    def resumed_with(self, changes: dict[str, Any]) -> RunConfig:
+        """This (saved) config with the training fields a resumed run may change; any other field
+        that differs is refused, naming it: a resumed run keeps its data, model and recipe."""
+        model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
+        fixed = sorted(
+            k for k, v in changes.items() if k not in RESUMABLE and _differs(self, k, v, model_fields)
+        )
+        if fixed:
+            names = ", ".join("--" + k.replace("_", "-") for k in fixed)
+            raise ConfigError(
+                f"{names} cannot change when resuming (the run keeps its data and model; it has --data "
+                f"{self.train.data}): drop {names}, or start a new run with --out"
+            )
+        train = dataclasses.replace(self.train, **{k: v for k, v in changes.items() if k in RESUMABLE})
+        return dataclasses.replace(self, train=train.validate())
 
     @classmethod
     def load(cls, path: str | Path) -> RunConfig:
@@ -287,4 +355,58 @@ class ServeConfig:
             raise ConfigError(f"--grpc-port must be a port number, got {self.grpc_port}")
         if self.max_body_bytes < 1024:
             raise ConfigError("max_body_bytes must be at least 1024")
+        return self
+
+
+# the registry of engines bench compares: engine -> the artifact format it runs ("" = the run dir)
+ENGINE_FORMATS = {
+    "vaegan-ort": "onnx",
+    "vaegan-openvino": "openvino",
+    "vaegan-tensorrt": "tensorrt",
+    "ort-raw": "onnx",
+    "openvino-default": "openvino",
+    "torch-eager": "",
+}
+ENGINES = tuple(ENGINE_FORMATS)
+
+
+@dataclass
+class BenchConfig:
+    """`vaegan bench`: what to compare and for how long."""
+
+    engines: list[str] = field(
+        default_factory=lambda: list(ENGINES),
+        metadata={
+            "help": "Engines to compare: vaegan's runtime per backend and the peers on the same model."
+        },
+    )
+    precisions: list[str] = field(
+        default_factory=lambda: ["fp32", "int8"], metadata={"help": "Comma-separated: fp32, fp16, int8."}
+    )
+    components: list[str] = field(
+        default_factory=lambda: ["decoder"],
+        metadata={"help": "Comma-separated: decoder, encoder (decoder,encoder for both)."},
+    )
+    batches: list[int] = field(
+        default_factory=lambda: [1, 8, 64], metadata={"help": "Comma-separated batch sizes."}
+    )
+    warmup: int = opt(10, "Untimed calls before measuring.")
+    iters: int = opt(0, "Timed calls per case (0: use --seconds).")
+    seconds: float = opt(2.0, "Time per engine and case, over all rounds.")
+    rounds: int = opt(3, "Engines take turns this many times per case, so machine noise hits them all alike.")
+    threads: int = opt(0, "Engine threads (0: all cores).")
+    peak: bool = opt(True, "Measure this machine's matmul peak, interleaved with the rows.")
+
+    def validate(self) -> BenchConfig:
+        bad = [e for e in self.engines if e not in ENGINES]
+        if bad:
+            raise ConfigError(f"unknown engine {bad[0]!r}: choose from {', '.join(ENGINES)}")
+        if any(p not in PRECISIONS for p in self.precisions):
+            raise ConfigError(f"--precision takes {', '.join(PRECISIONS)}")
+        if any(c not in COMPONENTS for c in self.components):
+            raise ConfigError(f"--component takes {', '.join(COMPONENTS)}")
+        if any(b < 1 or b > 65536 for b in self.batches):
+            raise ConfigError("--batch sizes must be between 1 and 65536")
+        if self.iters < 0 or self.seconds <= 0 or self.warmup < 0 or self.rounds < 1 or self.threads < 0:
+            raise ConfigError("--iters, --warmup and --threads must be >= 0, --seconds > 0 and --rounds >= 1")
         return self

@@ -27,19 +27,34 @@ DTYPES = st.sampled_from(
 
 
 @SETTINGS
-@given(
-    arrays(
-        DTYPES,
-        array_shapes(min_dims=0, max_dims=5, min_side=0, max_side=20),
-    )
-)
-def test_decode_any_array(sampler, z):
+@given(data=st.data())
+def test_decode_any_array(sampler, data):
+    """Valid if and only if: floating point, [N, latent_dim] or [latent_dim], 1 <= N <= max_n, finite.
+    Half the examples are drawn near the valid shape, so a runtime that refused everything would fail."""
     tried("runtime_api", "decode")
-    try:
-        out = sampler.decode(z)
-    except InputError:
+    z = data.draw(
+        st.one_of(
+            arrays(DTYPES, array_shapes(min_dims=0, max_dims=5, min_side=0, max_side=20)),
+            arrays(
+                DTYPES,
+                st.tuples(st.integers(0, 20), st.sampled_from([sampler.latent_dim, sampler.latent_dim + 1])),
+            ),
+        )
+    )
+    zz = z[None] if z.ndim == 1 else z
+    valid = (
+        np.issubdtype(z.dtype, np.floating)
+        and zz.ndim == 2
+        and zz.shape[1] == sampler.latent_dim
+        and 1 <= len(zz) <= sampler.max_n
+        and bool(np.isfinite(zz.astype(np.float32)).all())
+    )
+    if not valid:
+        with pytest.raises(InputError):
+            sampler.decode(z)
         return
-    assert out.dtype == np.uint8 and out.shape == (len(np.atleast_2d(z)), *sampler.image_shape)
+    out = sampler.decode(z)
+    assert out.dtype == np.uint8 and out.shape == (len(zz), *sampler.image_shape)
 
 
 @SETTINGS
@@ -61,14 +76,34 @@ def test_decode_nan_inf_and_huge_latents(sampler, z):
 
 
 @SETTINGS
-@given(arrays(DTYPES, array_shapes(min_dims=1, max_dims=5, min_side=0, max_side=20)))
-def test_encode_any_array(sampler, x):
+@given(data=st.data())
+def test_encode_any_array(sampler, data):
+    """Valid if and only if: uint8, [N, H, W, C] or [H, W, C] of the model's image shape, 1 <= N <= max_n.
+    Half the examples are drawn at or near the image shape, so a runtime that refused everything would fail."""
     tried("runtime_api", "encode")
-    try:
-        mu, logvar = sampler.encode(x)
-    except InputError:
+    h, w, c = sampler.image_shape
+    x = data.draw(
+        st.one_of(
+            arrays(DTYPES, array_shapes(min_dims=1, max_dims=5, min_side=0, max_side=20)),
+            arrays(
+                st.sampled_from([np.uint8, np.uint8, np.float32]),
+                st.tuples(st.integers(0, 9), st.just(h), st.sampled_from([w, w + 1]), st.just(c)),
+            ),
+        )
+    )
+    xx = x[None] if x.ndim == 3 else x
+    valid = (
+        x.dtype == np.uint8
+        and xx.ndim == 4
+        and xx.shape[1:] == sampler.image_shape
+        and 1 <= len(xx) <= sampler.max_n
+    )
+    if not valid:
+        with pytest.raises(InputError):
+            sampler.encode(x)
         return
-    assert mu.shape == logvar.shape and np.isfinite(mu).all()
+    mu, logvar = sampler.encode(x)
+    assert mu.shape == logvar.shape == (len(xx), sampler.latent_dim) and np.isfinite(mu).all()
 
 
 @SETTINGS
@@ -84,12 +119,24 @@ def test_encode_any_array(sampler, x):
     st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-5, 50)),
 )
 def test_sample_any_arguments(sampler, n, seed, temperature):
+    """Valid if and only if: n an int in 1..max_n, seed None or an int >= 0, temperature a number in (0, 10]."""
     tried("runtime_api", "sample")
-    try:
-        out = sampler.sample(n, seed=seed, temperature=temperature)
-    except InputError:
+    valid = (
+        isinstance(n, int)
+        and not isinstance(n, bool)
+        and 1 <= n <= sampler.max_n
+        and (seed is None or (isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0))
+        and isinstance(temperature, int | float)
+        and not isinstance(temperature, bool)
+        and bool(np.isfinite(temperature))
+        and 0 < temperature <= 10
+    )
+    if not valid:
+        with pytest.raises(InputError):
+            sampler.sample(n, seed=seed, temperature=temperature)
         return
-    assert out.dtype == np.uint8 and 1 <= len(out) <= sampler.max_n
+    out = sampler.sample(n, seed=seed, temperature=temperature)
+    assert out.dtype == np.uint8 and out.shape == (n, *sampler.image_shape)
 
 
 # ------------------------------------------------------------------------------ corrupted artifacts

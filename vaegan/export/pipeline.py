@@ -21,9 +21,8 @@ import hashlib
 import json
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -32,7 +31,7 @@ from torch import nn
 
 from vaegan import __version__
 from vaegan.config import ExportOptions
-from vaegan.core.errors import ConfigError, ExportError
+from vaegan.core.errors import ExportError
 from vaegan.core.manifest import (
     COMPONENTS,
     IO_NAMES,
@@ -48,14 +47,15 @@ from vaegan.core.manifest import (
 )
 from vaegan.core.outdir import Staging, check_out_dir, describe_kept, list_files, resolve_out
 from vaegan.export import onnx as onnx_export
+from vaegan.export import parity
 from vaegan.export import precision as prec
 from vaegan.export.conformance import check_file
+from vaegan.export.scoring import Scorer, classifier_scorer, drift_scorer
+from vaegan.export.user_model import calibration_data, check_modules, check_shape, describe
 from vaegan.runtime.backends import Runner, load_runner
 from vaegan.trainer import checkpoint as ckpt
-from vaegan.trainer.data import pixels_to_unit
 
 log = logging.getLogger(__name__)
-EVAL_CHUNK = 256  # rows per engine call when scoring
 
 
 @dataclasses.dataclass
@@ -85,7 +85,6 @@ class Job:
 
 
 # ------------------------------------------------------------------------------------ the entry
-Scorer = Callable[[np.ndarray], dict[str, Any]]  # uint8 images -> quality metrics
 
 
 @dataclasses.dataclass
@@ -125,24 +124,24 @@ def export_model(
     optional encoder (image -> (mu, logvar)) with vaegan's checks, precisions and manifest.
 
     calibration: real images as uint8 [N, H, W, C], or a folder of images (subfolders = labels); it
-    calibrates int8 and is what quality is measured against. Labelled folders are scored in a
-    classifier trained on their labels, as `vaegan eval` does; unlabelled images in a label-free
-    space (PCA of their pixels); the manifest says which. `options` are ExportOptions fields
+    calibrates int8 and is what quality is measured against, in vaegan's evaluation network trained on
+    them (their labels plus a class of blurred, blended and noise images; without labels, real vs
+    blur, blend and noise), as `vaegan eval` does; the manifest says which. `options` are ExportOptions fields
     (max_batch, force, strict, quality_n, ...).
     """
     opts = ExportOptions(
         precisions=list(precisions), openvino=openvino, triton=triton, trt=trt, **options
     ).validate()
-    shape = _check_shape(latent_dim, image_shape, output_range)
+    shape = check_shape(latent_dim, image_shape, output_range)
     output_range = (float(output_range[0]), float(output_range[1]))
-    data = _calibration_data(calibration, shape)
+    data = calibration_data(calibration, shape)
     if data is None and "int8" in opts.precisions:
         raise ExportError("int8 needs calibration images: pass calibration= (uint8 [N, H, W, C] or a folder)")
     check_modules(decoder, encoder, latent_dim, shape, output_range, None if data is None else data.images)
-    if data is not None and data.labels is not None:
-        scorer, space = _classifier_scorer(data)
+    if data is not None:
+        scorer, space = classifier_scorer(data)
     else:
-        scorer, space = _pca_scorer(None if data is None else data.images)
+        scorer, space = drift_scorer(None)
     described = {
         "decoder": describe(decoder),
         **({"encoder": describe(encoder)} if encoder is not None else {}),
@@ -185,7 +184,7 @@ def export_run(run_dir: str | Path, out: str | Path, opts: ExportOptions | None 
     model = Model(
         decoder=m.decoder,
         encoder=m.encoder,
-        latent_dim=mc.latent_dim,
+        latent_dim=int(mc.latent_dim or 0),
         image_shape=shape,
         output_range=(-1.0, 1.0),
         model={**cfg.model.__dict__, "image_shape": list(shape)},
@@ -258,9 +257,9 @@ def _export_into(root: Path, model: Model, opts: ExportOptions) -> Manifest:
         val = (
             model.validation if model.validation is not None else np.zeros((0, *model.image_shape), np.uint8)
         )
-        job.decoded["fp32"] = _decode(_runner(job, "decoder", "fp32"), z_eval)
+        job.decoded["fp32"] = parity.decode(_runner(job, "decoder", "fp32"), z_eval)
         if "encoder" in graphs and len(val):
-            job.mu["fp32"] = _encode(_runner(job, "encoder", "fp32"), val)
+            job.mu["fp32"] = parity.encode(_runner(job, "encoder", "fp32"), val)
         write_reduced(job, calib, z_eval, val)
         if opts.openvino:
             write_openvino(job, z_eval, val)
@@ -304,12 +303,12 @@ def write_fp32(job: Job) -> None:
         job.paths[(comp, "fp32")] = path
         check_finite(job, comp, "fp32")
         runner = _runner(job, comp, "fp32")
-        parity = onnx_export.check_parity(
+        result = onnx_export.check_parity(
             graph, runner, path.name, comp, job.image_shape, job.latent_dim, batches, job.opts.seed
         )
         runner.close()
         notes = {"rewrites": rewrites} if rewrites else {}
-        job.artifacts.append(_artifact(job.root, path, comp, "fp32", "onnx", parity, notes, path))
+        job.artifacts.append(_artifact(job.root, path, comp, "fp32", "onnx", result, notes, path))
 
 
 def check_finite(job: Job, comp: str, precision: str) -> None:
@@ -377,8 +376,12 @@ def write_reduced(
                 }
             job.paths[(comp, p)] = dst
             check_finite(job, comp, p)
-            parity = _parity(job, _runner(job, comp, p), comp, p, z_eval, val)
-            job.artifacts.append(_artifact(job.root, dst, comp, p, "onnx", parity, notes, dst))
+            result, images = parity.measure(
+                _runner(job, comp, p), comp, z_eval, val, job.decoded["fp32"], job.mu.get("fp32")
+            )
+            if images is not None:
+                job.decoded[p] = images
+            job.artifacts.append(_artifact(job.root, dst, comp, p, "onnx", result, notes, dst))
 
 
 def write_openvino(job: Job, z_eval: np.ndarray, val: np.ndarray) -> None:
@@ -398,7 +401,11 @@ def write_openvino(job: Job, z_eval: np.ndarray, val: np.ndarray) -> None:
             )
             art = _ir_artifact(job.root, xml, comp, p, job.paths[(comp, "fp32")], notes)
             runner = load_runner("openvino", Verified.unchecked(xml, xml.with_suffix(".bin")), art, "CPU", 0)
-            art.parity = _parity(job, runner, comp, f"openvino-{p}", z_eval, val, keep=p != "fp32")
+            art.parity, images = parity.measure(
+                runner, comp, z_eval, val, job.decoded["fp32"], job.mu.get("fp32")
+            )
+            if images is not None and p != "fp32":
+                job.decoded[f"openvino-{p}"] = images
             job.artifacts.append(art)
 
 
@@ -408,13 +415,13 @@ def score(job: Job, scorer: Scorer) -> dict[str, dict[str, Any]]:
     job.step("scoring every precision")
     opts, quality = job.opts, dict[str, dict[str, Any]]()
     for p, images in job.decoded.items():
-        q: dict[str, Any] = scorer(images)
+        q: dict[str, Any] = scorer(images) | {"n": len(images)}
         if p != "fp32":
             base = quality["fp32"]
             q |= {f"delta_{k}": q[k] - base[k] for k in ("fd", "coverage", "precision", "recall") if k in q}
             q |= {
                 "pixel_" + k: v
-                for k, v in _compare_uint8(job.decoded["fp32"], images).items()
+                for k, v in parity.compare_uint8(job.decoded["fp32"], images).items()
                 if "error" in k
             }
             if "fd" in q:
@@ -456,53 +463,7 @@ def write_triton(job: Job) -> None:
 
 # ------------------------------------------------------------------------------------ helpers
 def _runner(job: Job, comp: str, precision: str) -> Runner:
-    """The runtime's ONNX Runtime runner on the CPU for one exported file: what `vaegan sample` runs."""
-    path = job.paths[(comp, precision)]
-    return load_runner(
-        "ort", Verified.unchecked(path), SimpleNamespace(path=path.name, precision=precision), "cpu", 0
-    )
-
-
-def _decode(runner: Runner, z: np.ndarray) -> np.ndarray:
-    return np.concatenate([runner.run(z[i : i + EVAL_CHUNK])[0] for i in range(0, len(z), EVAL_CHUNK)])
-
-
-def _encode(runner: Runner, images: np.ndarray) -> np.ndarray:
-    return np.concatenate(
-        [runner.run(images[i : i + EVAL_CHUNK])[0] for i in range(0, len(images), EVAL_CHUNK)]
-    )
-
-
-def _parity(
-    job: Job, runner: Runner, comp: str, key: str, z_eval: np.ndarray, val: np.ndarray, keep: bool = True
-) -> dict[str, Any]:
-    """A reduced-precision (or IR) file against fp32: grey levels for the decoder, mu for the encoder.
-    The decoder's images are kept under `key` for scoring when `keep`."""
-    try:
-        if comp == "decoder":
-            images = _decode(runner, z_eval)
-            if keep:
-                job.decoded[key] = images
-            return _compare_uint8(job.decoded["fp32"], images)
-        d = np.abs(_encode(runner, val) - job.mu["fp32"])
-        return {
-            "vs": "fp32",
-            "max_abs_error": float(d.max()),
-            "mean_abs_error": float(d.mean()),
-            "unit": "mu",
-        }
-    finally:
-        runner.close()
-
-
-def _compare_uint8(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
-    d = np.abs(a.astype(np.int16) - b.astype(np.int16))
-    return {
-        "vs": "fp32",
-        "max_abs_error": int(d.max()),
-        "mean_abs_error": float(d.mean()),
-        "unit": "grey levels",
-    }
+    return parity.ort_runner(job.paths[(comp, precision)], precision)
 
 
 def _artifact(
@@ -511,7 +472,7 @@ def _artifact(
     component: str,
     precision: str,
     fmt: str,
-    parity: dict,
+    measured: dict,
     notes: dict,
     specs_from: Path,
 ) -> Artifact:
@@ -525,7 +486,7 @@ def _artifact(
         bytes=path.stat().st_size,
         inputs=[TensorSpec(**t) for t in ins],
         outputs=[TensorSpec(**t) for t in outs],
-        parity=parity,
+        parity=measured,
         notes=notes,
         conformance=check_file(path).to_dict() if fmt == "onnx" else {},
     )
@@ -543,172 +504,6 @@ def _run_step(run_dir: Path) -> int:
 
     with safe_open(str(run_dir / ckpt.WEIGHTS), "np") as f:
         return int((f.metadata() or {}).get("step", 0))
-
-
-# ------------------------------------------------------------------------ bring your own model
-def _check_shape(latent_dim: Any, image_shape: Any, output_range: Any) -> tuple[int, int, int]:
-    if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or not 1 <= latent_dim <= 4096:
-        raise ConfigError(f"latent_dim must be an integer in 1..4096, got {latent_dim!r}")
-    try:
-        h, w, c = (int(v) for v in image_shape)
-    except (TypeError, ValueError):
-        raise ConfigError(f"image_shape must be (H, W, C), got {image_shape!r}") from None
-    if not (4 <= h <= 4096 and 4 <= w <= 4096) or c not in (1, 3, 4):
-        raise ConfigError(
-            f"image_shape must be (H, W, C) with H, W in 4..4096 and C 1, 3 or 4, got {image_shape!r}"
-        )
-    try:
-        lo, hi = (float(v) for v in output_range)
-    except (TypeError, ValueError):
-        raise ConfigError(f"output_range must be (low, high), got {output_range!r}") from None
-    if not lo < hi:
-        raise ConfigError(f"output_range must be (low, high) with low < high, got {output_range!r}")
-    return h, w, c
-
-
-def _calibration_data(calibration: Any, shape: tuple[int, int, int]) -> Any:
-    """A Dataset of real images at the model's shape (labels when a folder has subfolders), or None."""
-    from vaegan.trainer.data import Dataset, load_image_folder
-
-    if calibration is None:
-        return None
-    h, w, c = shape
-    if isinstance(calibration, str | Path):
-        if not Path(calibration).is_dir():
-            raise ConfigError(f"calibration {calibration} is not a folder of images")
-        data = load_image_folder(Path(calibration), size=(h, w), channels=c)
-        return data
-    x = np.asarray(calibration)
-    if x.ndim == 3 and c == 1:
-        x = x[..., None]
-    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != shape or len(x) < 16:
-        raise ConfigError(
-            f"calibration must be at least 16 real images, uint8 [N, {h}, {w}, {c}], got {x.dtype} {list(x.shape)}"
-        )
-    return Dataset(x, None, [], "calibration images")
-
-
-def check_modules(
-    decoder: nn.Module,
-    encoder: nn.Module | None,
-    latent_dim: int,
-    shape: tuple[int, int, int],
-    output_range: tuple[float, float],
-    images: np.ndarray | None,
-) -> None:
-    """The modules do what export_model is told they do, else one clear ExportError."""
-    h, w, c = shape
-    lo, hi = output_range
-    if not isinstance(decoder, nn.Module) or (encoder is not None and not isinstance(encoder, nn.Module)):
-        raise ExportError("decoder (and encoder, when given) must be torch.nn.Module instances")
-    g = torch.Generator().manual_seed(0)
-    z = torch.randn(64, latent_dim, generator=g)
-    with torch.no_grad():
-        try:
-            x = decoder.eval()(z)
-        except Exception as e:  # noqa: BLE001 - the user's code: say what it did on what input
-            raise ExportError(f"the decoder failed on z [64, {latent_dim}]: {type(e).__name__}: {e}") from e
-        if not isinstance(x, torch.Tensor) or tuple(x.shape) != (64, c, h, w):
-            got = list(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ExportError(
-                f"the decoder returns {got} for z [64, {latent_dim}]; image_shape {shape} (H, W, C) needs "
-                f"[64, {c}, {h}, {w}]"
-            )
-        bad = float((~torch.isfinite(x)).float().mean())
-        if bad > 0:
-            raise ExportError(
-                f"the decoder returns NaN or inf for {bad:.2%} of its outputs on z [64, {latent_dim}] "
-                "(precision fp32, in torch): check its weights"
-            )
-        margin = 0.05 * (hi - lo)
-        outside = float(((x < lo - margin) | (x > hi + margin)).float().mean())
-        if outside > 0.01:
-            raise ExportError(
-                f"{outside:.0%} of the decoder's outputs on prior latents lie outside output_range ({lo:g}, {hi:g}) "
-                f"(min {float(x.min()):.3g}, max {float(x.max()):.3g}): pass the range it returns, e.g. (0, 1) for "
-                "a sigmoid, (-1, 1) for tanh"
-            )
-        if encoder is None:
-            return
-        real = (
-            torch.from_numpy(images[:8])
-            if images is not None
-            else torch.randint(0, 256, (8, h, w, c), dtype=torch.uint8)
-        )
-        try:
-            got = encoder.eval()(pixels_to_unit(real, lo, hi))
-        except Exception as e:  # noqa: BLE001
-            raise ExportError(
-                f"the encoder failed on images [8, {c}, {h}, {w}]: {type(e).__name__}: {e}"
-            ) from e
-        if not (
-            isinstance(got, tuple | list)
-            and len(got) == 2
-            and all(isinstance(t, torch.Tensor) and tuple(t.shape) == (8, latent_dim) for t in got)
-        ):
-            desc = (
-                [list(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__ for t in got]
-                if isinstance(got, tuple | list)
-                else type(got).__name__
-            )
-            raise ExportError(
-                f"the encoder must return (mu, logvar), two [B, {latent_dim}] tensors; it returned {desc}"
-            )
-
-
-def describe(module: nn.Module) -> dict[str, str]:
-    """Where a user's module came from: its class and a hash of its state dict (not a training run)."""
-    h = hashlib.sha256()
-    for name, t in sorted(module.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    cls = type(module)
-    return {"class": f"{cls.__module__}.{cls.__qualname__}", "state_sha256": h.hexdigest()}
-
-
-def _classifier_scorer(data: Any) -> tuple[Scorer, str]:
-    """A labelled calibration folder: vaegan's evaluation classifier trained on its labels."""
-    from vaegan.trainer.metrics import get_classifier, score_images
-
-    train, _ = data.split(0.1, 0)
-    clf = get_classifier(data)
-    return (
-        lambda images: score_images(images, train, clf)
-    ), f"classifier ({len(data.class_names)} labels of the calibration folder)"
-
-
-def _pca_scorer(reference: np.ndarray | None) -> tuple[Scorer, str]:
-    """No labels: FD and precision/recall/coverage in the space of the first principal components of
-    the calibration images' pixels (at most 32x32 each). Without images the fp32 decoder's own
-    samples are the reference, so every precision is scored against fp32 on the same latents."""
-    from vaegan.trainer.metrics import frechet_distance, prdc
-
-    state: dict[str, Any] = {}
-
-    def small(images: np.ndarray) -> np.ndarray:
-        h, w = images.shape[1:3]
-        sh, sw = max(1, h // 32), max(1, w // 32)
-        x = images[:, : h // sh * sh, : w // sw * sw].astype(np.float64) / 255.0
-        x = x.reshape(len(x), h // sh, sh, w // sw, sw, -1).mean((2, 4))
-        return x.reshape(len(x), -1)
-
-    def fit(ref: np.ndarray) -> None:
-        x = small(ref)
-        mean = x.mean(0)
-        _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
-        state.update(mean=mean, basis=vt[: min(64, len(x) - 1)], ref=(x - mean) @ vt[: min(64, len(x) - 1)].T)
-
-    if reference is not None:
-        fit(reference)
-
-    def scorer(images: np.ndarray) -> dict[str, Any]:
-        if not state:  # the first images scored (fp32) become the reference
-            fit(images)
-        f = (small(images) - state["mean"]) @ state["basis"].T
-        return {"fd": frechet_distance(state["ref"], f)} | prdc(state["ref"], f, 5)
-
-    where = "the calibration images" if reference is not None else "the fp32 decoder's samples"
-    return scorer, f"pca (label-free: principal components of {where}' pixels)"
 
 
 __all__ = ["MANIFEST", "ExportOptions", "export_model", "export_run"]

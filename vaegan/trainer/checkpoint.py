@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -80,4 +81,4 @@ def load_model(run_dir: str | Path, device: str = "cpu") -> tuple[RunConfig, VAE
                 f"{weights} does not match {run_dir / CONFIG} ({first}): the config was edited or the files "
                 "come from different runs"
             ) from e
-    return cfg, models.to(device).eval()
+    return dataclasses.replace(cfg, model=models.cfg), models.to(device).eval()

@@ -13,7 +13,7 @@ from vaegan.config import RunConfig
 from vaegan.core.errors import ConfigError, DataError
 from vaegan.trainer.checkpoint import load_model
 from vaegan.trainer.data import Dataset, load_dataset, to_uint8
-from vaegan.trainer.metrics import LABEL_METRICS, get_classifier, score_images, vae_stats
+from vaegan.trainer.metrics import get_classifier, missing_classes, score_images, vae_stats
 
 
 @dataclass
@@ -45,20 +45,35 @@ def reference_data(cfg: RunConfig) -> Reference:
 
 
 def evaluate_images(images: np.ndarray, cfg: RunConfig, ref: Reference | None = None) -> Evaluation:
-    """Label-based metrics for images from anywhere (an exported artifact at any precision)."""
+    """Sample metrics for images from anywhere (an exported artifact at any precision), in the
+    feature space of the run's own data: its classes when it has labels, label-free otherwise."""
     train, _, data = ref or reference_data(cfg)
-    if train.labels is None:
-        why = "the dataset has no labels, so there is no in-project feature space"
-        return Evaluation({}, dict.fromkeys(LABEL_METRICS, why))
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != train.images.shape[1:]:
         raise DataError(
             f"images must be uint8 {train.images.shape[1:]} NHWC, got {images.dtype} {images.shape}"
         )
     clf = get_classifier(data)
-    return Evaluation(
+    ev = Evaluation(
         score_images(images, train, clf),
-        info={"classifier_accuracy": clf.accuracy, "n": len(images), "reference_n": len(train.images)},
+        info={
+            "classifier_accuracy": clf.accuracy,
+            "space": space_name(data),
+            "n": len(images),
+            "reference_n": len(train.images),
+        },
     )
+    if train.labels is None:
+        why = "the dataset has no labels"
+        ev.unavailable |= dict.fromkeys(("confident", "class_coverage", "class_kl"), why)
+    else:
+        ev.info["missing_classes"] = missing_classes(images, train, clf)
+    return ev
+
+
+def space_name(data: Dataset) -> str:
+    if data.labels is None:
+        return "label-free: a network trained on the data to tell real images from blur, blends and noise"
+    return f"classifier: the data's {len(data.class_names)} labels plus 'not like the data' (blur, blends, noise)"
 
 
 def evaluate_run(
@@ -75,7 +90,7 @@ def evaluate_run(
     ref = ref or reference_data(cfg)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        z = torch.randn(n, cfg.model.latent_dim, generator=g) * temperature
+        z = torch.randn(n, int(cfg.model.latent_dim or 0), generator=g) * temperature
         images = np.concatenate([to_uint8(m.decoder(z[i : i + 500])) for i in range(0, n, 500)])
     ev = evaluate_images(images, cfg, ref)
     if cfg.train.mode == "gan":

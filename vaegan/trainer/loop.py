@@ -1,18 +1,21 @@
 """The VAE-GAN training loop: one function, plain data in, a run directory out.
 
-Stages over the step budget (the seed's recipe): VAE pretraining -> adversarial warm-up (encoder
-frozen, decoder learns from D) -> joint optimisation of all three networks. `mode="vae"` and
-`mode="gan"` train the ablations on the same budget.
+Stages over the budget (the seed's recipe): VAE pretraining -> adversarial warm-up (encoder frozen,
+decoder learns from D) -> joint optimisation of all three networks. `mode="vae"` and `mode="gan"`
+train the ablations on the same budget. The budget is wall-clock time (`time_s`, the stages split
+by time) or steps (`max_steps`, else `epochs`); a run always ends with a checkpoint and samples.
 
 Scale-out: under `torchrun`, every rank computes on its own shard and gradients are averaged
-(all-reduce) before each optimiser step, so every rank holds the same weights; rank 0 alone writes.
-Gradients are reduced by hand rather than through DistributedDataParallel because a GAN step runs
-the same network several times with other networks frozen, which DDP's per-forward hooks do not model.
+(all-reduce) before each optimiser step, so every rank holds the same weights; rank 0 alone writes
+and keeps the clock. Gradients are reduced by hand rather than through DistributedDataParallel
+because a GAN step runs the same network several times with other networks frozen, which DDP's
+per-forward hooks do not model.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -21,42 +24,48 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.optim.swa_utils import AveragedModel
 
 from vaegan import __version__
-from vaegan.config import RunConfig
-from vaegan.core.errors import CheckpointError, TrainingDiverged
+from vaegan.config import RunConfig, TrainConfig
+from vaegan.core.errors import DataError, TrainingDiverged
 from vaegan.core.images import save_grid
 from vaegan.core.io import append_line, read_jsonl, remove_stale_temps, write_bytes, write_json
 from vaegan.trainer import checkpoint as ckpt
+from vaegan.trainer import recipe
 from vaegan.trainer.data import load_dataset, to_tensor_range, to_uint8
-from vaegan.trainer.losses import adaptive_weight, discriminator_loss, generator_gan_loss, vae_losses
-from vaegan.trainer.models import Decoder, build_models
+from vaegan.trainer.losses import background
+from vaegan.trainer.steps import NonFinite, TrainState, discriminator_step, generator_step, is_finite
 
 log = logging.getLogger("vaegan.train")
+STAGES = ("vae", "adversarial", "joint")
+TIME_CHECKPOINT_S = 60.0  # with a time budget: a checkpoint at most this often (and at the end)
 
 
 @dataclass
 class TrainResult:
     out: Path
     step: int
-    total_steps: int
-    seconds: float
+    total_steps: int  # 0 with a time budget (the steps are whatever the time allows)
+    seconds: float  # training time of this call
     last: dict[str, float]
+    cfg: RunConfig | None = None  # the config the run used: sizes from the data, the recipe filled in
+    stage: str = ""
+    imgs_per_s: float = 0.0  # averaged over this call's steps
 
 
-def stage_at(step: int, total: int, cfg) -> str:
-    if cfg.mode != "vaegan":
-        return cfg.mode
-    f = step / max(1, total)
-    if f < cfg.vae_fraction:
+def stage_at(fraction: float, tc: TrainConfig) -> str:
+    """The stage at a fraction of the budget (steps or time)."""
+    if tc.mode != "vaegan":
+        return tc.mode
+    vae, adv = float(tc.vae_fraction or 0.0), float(tc.adv_fraction or 0.0)
+    if fraction < vae:
         return "vae"
-    if f < cfg.vae_fraction + cfg.adv_fraction:
+    if fraction < vae + adv:
         return "adversarial"
     return "joint"
 
@@ -67,86 +76,37 @@ def pick_device() -> torch.device:
     return torch.device("cpu")
 
 
-def autocast_for(device: torch.device, amp: str):
-    """bf16 where the GPU has it, fp16 (with a grad scaler) otherwise; off on CPU unless asked."""
-    if amp == "off" or (amp == "auto" and device.type != "cuda"):
+def autocast_for(device: torch.device, amp: str | None):
+    """bf16 where the GPU has it, fp16 (with a grad scaler) otherwise; on the CPU only when asked
+    (the recipe asks for bf16 where the CPU computes it natively)."""
+    if amp in (None, "off") or (amp == "auto" and device.type != "cuda"):
         return None
     if amp == "auto":
         amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return torch.bfloat16 if amp == "bf16" else torch.float16
 
 
-def _ema_avg(decay: float):
-    def avg(ema: torch.Tensor, p: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
-        d = min(decay, (1.0 + float(n)) / (10.0 + float(n)))  # warm-up: early EMA follows the weights
-        return ema + (p - ema) * (1.0 - d)
-
-    return avg
-
-
-def _all_reduce_grads(params: list[torch.nn.Parameter], world: int) -> None:
-    grads = [p.grad for p in params if p.grad is not None]
-    if world == 1 or not grads:
-        return
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
-    flat /= world
-    i = 0
-    for g in grads:
-        g.copy_(flat[i : i + g.numel()].view_as(g))
-        i += g.numel()
-
-
-def _is_finite(*values: torch.Tensor) -> bool:
-    return all(bool(torch.isfinite(v).all()) for v in values)
-
-
-class _Progress:
-    """tqdm bar with live losses on a terminal; plain log lines otherwise (CI, files)."""
-
-    def __init__(self, total: int, start: int, enabled: bool):
-        self.bar, self.enabled = None, enabled
-        if enabled and sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True)
-
-    def update(self, row: dict[str, Any], log_line: bool) -> None:
-        if self.bar is not None:
-            self.bar.update(1)
-            if log_line:
-                self.bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k.startswith("loss_")})
-        elif log_line and self.enabled:
-            losses = " ".join(f"{k[5:]}={v:.4g}" for k, v in row.items() if k.startswith("loss_"))
-            log.info(
-                "step %d/%d epoch %d %s %s %.0f img/s",
-                row["step"],
-                row["total_steps"],
-                row["epoch"],
-                row["stage"],
-                losses,
-                row["imgs_per_s"],
-            )
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
+# ------------------------------------------------------------------------------------ the run
 def train(
     cfg: RunConfig,
     out: str | Path,
     resume: bool = False,
     progress: bool = True,
     infer: set[str] | frozenset[str] = frozenset(),
+    extend_time_s: float = 0.0,
 ) -> TrainResult:
-    """Train per `cfg` into `out`. With resume, continue from out/train_state.pt.
+    """Train per `cfg` into `out`. With resume, continue from out/train_state.pt; extend_time_s
+    gives a resumed run that much more time (`vaegan train --resume RUN --time 5m`).
 
     infer: model fields to take from the data instead of cfg: "channels" (grey folder -> 1, colour
     -> 3) and "image_size" (the images' own square size; refused with one line if there is none).
+    The caller's cfg is not changed: the config the run used is in the result (and config.json).
     """
+    t_start = time.time()
     out = Path(out)
-    tc, mc = cfg.train.validate(), cfg.model
+    cfg.train.validate()
+    if resume and (out / ckpt.CONFIG).exists():  # the run keeps its data, model and recipe
+        cfg = RunConfig.load(out / ckpt.CONFIG).resumed_with(_changes(cfg, RunConfig.load(out / ckpt.CONFIG)))
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     device = pick_device()
@@ -157,60 +117,56 @@ def train(
         torch.cuda.set_device(device)
     is_main = rank == 0
 
-    # ---- data
+    # ---- data, and the recipe for it
     infer = frozenset() if resume else frozenset(infer)
+    mc = cfg.model
     data = load_dataset(
-        tc.data,
+        cfg.train.data,
         None if "image_size" in infer else mc.image_size,
         None if "channels" in infer else mc.channels,
     )
-    mc.image_size, mc.channels = data.images.shape[1], data.images.shape[-1]
-    mc.num_classes = len(data.class_names)
-    mc.validate()
-    cfg.data_key, cfg.class_names, cfg.vaegan_version = data.key, data.class_names, __version__
-    train_set, val_set = data.split(tc.val_fraction, tc.seed)
-    x_all = to_tensor_range(train_set.images).to(device)
+    mc = dataclasses.replace(
+        mc, image_size=data.images.shape[1], channels=data.images.shape[-1], num_classes=len(data.class_names)
+    ).validate()
+    train_set, val_set = data.split(cfg.train.val_fraction, cfg.train.seed)
+    cfg, chosen = recipe.resolve(
+        dataclasses.replace(
+            cfg, model=mc, data_key=data.key, class_names=data.class_names, vaegan_version=__version__
+        ),
+        len(train_set.images),
+        on_cuda=device.type == "cuda",
+    )
+    tc, mc = cfg.train.validate(), cfg.model
+    batch = int(tc.batch_size or 0)
+    x_all = to_tensor_range(train_set.images).to(device).contiguous(memory_format=torch.channels_last)
     n_train = len(x_all)
-    per_step = tc.batch_size * world
+    per_step = batch * world
     if n_train < per_step:
-        raise CheckpointError(
-            f"{n_train} training images is fewer than one batch ({tc.batch_size} x {world} ranks): "
+        raise DataError(
+            f"{n_train} training images is fewer than one batch ({batch} x {world} ranks): "
             "lower --batch-size or add images"
         )
     steps_per_epoch = n_train // per_step
-    total = tc.max_steps or tc.epochs * steps_per_epoch
+    bg_all = background(x_all) if tc.foreground_weight else None  # once, not a median per step
 
     # ---- models, optimisers, EMA
     torch.manual_seed(tc.seed)
-    m = build_models(mc).to(device)
-    opt_e = torch.optim.Adam(m.encoder.parameters(), lr=tc.lr, betas=tc.betas)
-    opt_g = torch.optim.Adam(m.decoder.parameters(), lr=tc.lr, betas=tc.betas)
-    opt_d = torch.optim.Adam(m.discriminator.parameters(), lr=tc.lr_d, betas=tc.betas)
-    ema = AveragedModel(m.decoder, avg_fn=_ema_avg(tc.ema_decay), use_buffers=True)
-
-    def ema_decoder() -> Decoder:
-        return cast(Decoder, ema.module)
-
-    start = 0
+    amp_dtype = autocast_for(device, tc.amp)
+    st = TrainState.create(mc, tc, device, fp16=amp_dtype == torch.float16)
     if resume and not (out / ckpt.STATE).exists():
         log.info("%s has no checkpoint yet (killed before the first one): starting from step 0", out)
         resume = False
     if resume:
-        st = ckpt.load_state(out)
-        m.encoder.load_state_dict(st["encoder"])
-        m.decoder.load_state_dict(st["decoder"])
-        m.discriminator.load_state_dict(st["discriminator"])
-        ema.load_state_dict(st["ema"])
-        opt_e.load_state_dict(st["opt_e"])
-        opt_g.load_state_dict(st["opt_g"])
-        opt_d.load_state_dict(st["opt_d"])
-        torch.set_rng_state(st["rng"][rank] if rank < len(st["rng"]) else st["rng"][0])
-        start = int(st["step"])
+        rng = st.load_state_dict(ckpt.load_state(out))
+        torch.set_rng_state(rng[rank] if rank < len(rng) else rng[0])
         if is_main:  # drop log lines the killed run wrote after its last checkpoint
-            rows = [r for r in read_jsonl(out / "metrics.jsonl") if r.get("step", 0) <= start]
+            rows = [r for r in read_jsonl(out / "metrics.jsonl") if r.get("step", 0) <= st.step]
             write_bytes(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
     else:
         torch.manual_seed(tc.seed + 1 + rank)  # different noise per rank, same weights
+    if extend_time_s > 0 or (not resume and tc.time_s):
+        st.budget_s = st.elapsed_s + (extend_time_s or tc.time_s)
+    total = 0 if st.budget_s else (tc.max_steps or tc.epochs * steps_per_epoch)
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "samples").mkdir(exist_ok=True)
@@ -221,9 +177,7 @@ def train(
             write_json(out / ckpt.CONFIG, cfg.to_dict())  # before any state exists to resume
         for s in data.skipped:
             append_line(out / "skipped_files.txt", s)
-
-    amp_dtype = autocast_for(device, tc.amp)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+        log.info("%s", recipe.describe(cfg, n_train, chosen))
 
     def autocast():
         if amp_dtype is None:
@@ -231,171 +185,218 @@ def train(
         return torch.autocast(device.type, dtype=amp_dtype)
 
     g_fixed = torch.Generator().manual_seed(1234)
-    z_fixed = torch.randn(64, mc.latent_dim, generator=g_fixed).to(device)
-    x_val_fixed = to_tensor_range(val_set.images[:32]).to(device)
+    z_fixed = torch.randn(64, mc.latent_dim or 0, generator=g_fixed).to(device)
+    x_val_fixed = (
+        to_tensor_range(val_set.images[:32]).to(device).contiguous(memory_format=torch.channels_last)
+    )
 
-    def state_dict(step: int) -> dict[str, Any]:
+    def save() -> None:
         rng = [torch.get_rng_state()]
         if world > 1:
             gathered: list[Any] = [None] * world
             dist.all_gather_object(gathered, rng[0])
             rng = gathered
-        return {
-            "step": step,
-            "encoder": m.encoder.state_dict(),
-            "decoder": m.decoder.state_dict(),
-            "discriminator": m.discriminator.state_dict(),
-            "ema": ema.state_dict(),
-            "opt_e": opt_e.state_dict(),
-            "opt_g": opt_g.state_dict(),
-            "opt_d": opt_d.state_dict(),
-            "rng": rng,
-        }
-
-    def save(step: int) -> None:
-        st = state_dict(step)  # every rank joins the gather
         if is_main:
-            ckpt.save_run(out, cfg, m, ema_decoder(), st)
+            ckpt.save_run(out, cfg, st.models, st.ema_decoder, st.state_dict(rng))
         if world > 1:
             dist.barrier()
 
-    def write_samples(epoch: int) -> None:
+    def write_samples(name: str) -> None:
         if not is_main:
             return
-        dec = ema_decoder()
-        was = m.encoder.training
+        dec, enc = st.ema_decoder, st.models.encoder
+        was = enc.training
         dec.eval()
-        m.encoder.eval()
+        enc.eval()
         with torch.no_grad():
-            prior = to_uint8(dec(z_fixed))
-            mu, _ = m.encoder(x_val_fixed)
-            rec = to_uint8(dec(mu))
-        m.encoder.train(was)
-        save_grid(out / "samples" / f"prior_epoch{epoch:03d}.png", prior, cols=8)
+            prior = to_uint8(dec(z_fixed).float())
+            mu, _ = enc(x_val_fixed)
+            rec = to_uint8(dec(mu).float())
+        enc.train(was)
+        save_grid(out / "samples" / f"prior_{name}.png", prior, cols=8)
         pairs = np.stack([to_uint8(x_val_fixed), rec], 1).reshape(-1, *rec.shape[1:])
-        save_grid(out / "samples" / f"recon_epoch{epoch:03d}.png", pairs, cols=8)
+        save_grid(out / "samples" / f"recon_{name}.png", pairs, cols=8)
+
+    elapsed0, step0 = st.elapsed_s, st.step
+
+    def clock() -> float:
+        """Training seconds so far, across resumes; rank 0's clock on every rank."""
+        now = torch.tensor([elapsed0 + time.time() - t_start], dtype=torch.float64)
+        if world > 1:
+            dist.broadcast(now, 0)
+        return float(now)
 
     # ---- loop
-    bar = _Progress(total, start, progress and is_main)
-    params_e, params_g, params_d = (list(n.parameters()) for n in (m.encoder, m.decoder, m.discriminator))
-    t0, t_log = time.time(), time.time()
+    bar = _Progress(
+        st.budget_s or total,
+        st.elapsed_s if st.budget_s else st.step,
+        progress and is_main,
+        bool(st.budget_s),
+    )
+    t_log = time.time()
     last: dict[str, float] = {}
-    m.train()
-    step = start
+    reserve = 2.0  # seconds kept for the final checkpoint and samples; updated as they are measured
+    step_s = 0.0  # a recent step's duration: the budget must hold the next one too
+    last_ckpt = last_samples = clock()
+    st.models.train()
     try:
-        while step < total:
-            epoch, i = divmod(step, steps_per_epoch)
+        while True:
+            now = clock()
+            if st.budget_s:
+                if now + reserve + step_s >= st.budget_s:
+                    break
+                fraction = now / st.budget_s
+            else:
+                if st.step >= total:
+                    break
+                fraction = st.step / max(1, total)
+            by_budget = stage_at(fraction, tc)
+            stage = max(by_budget, st.stage or by_budget, key=lambda s: STAGES.index(s) if s in STAGES else 0)
+            st.stage = stage
+            epoch, i = divmod(st.step, steps_per_epoch)
             perm = torch.randperm(n_train, generator=torch.Generator().manual_seed(tc.seed * 100003 + epoch))
-            idx = perm[(i * world + rank) * tc.batch_size : (i * world + rank + 1) * tc.batch_size].to(device)
+            idx = perm[(i * world + rank) * batch : (i * world + rank + 1) * batch].to(device)
             x = x_all[idx]
-            stage = stage_at(step, total, tc)
-            use_gan = stage in ("adversarial", "joint", "gan")
             # Encoder and decoder may run at their own rate once the GAN is on (adv_lr): a lower one
             # keeps D from collapsing, but measured on digits it cost more than it bought
             # (docs/quality.md). D trains in the GAN stages only, always at lr_d.
-            for opt in (opt_e, opt_g):
+            use_gan = stage in ("adversarial", "joint", "gan")
+            for opt in (st.opt_e, st.opt_g):
                 for group in opt.param_groups:
                     group["lr"] = tc.gan_lr if use_gan else tc.lr
-            train_encoder = stage in ("vae", "joint")
-            z_prior = torch.randn(x.shape[0], mc.latent_dim, device=device)
+            t_step = time.time()
+            try:
+                bg = None if bg_all is None else bg_all[idx]
+                losses, fake = generator_step(st, x, stage, tc, autocast, world, bg)
+                if fake is not None:
+                    losses |= discriminator_step(st, x, fake, tc, autocast, world)
+            except NonFinite as e:
+                _diverged(save, st, stage, e.losses, out if is_main else None)
+            st.scaler.update()
+            step_s = max(time.time() - t_step, 0.9 * step_s)
+            st.step += 1
+            st.elapsed_s = clock()
 
-            # -- encoder + decoder
-            m.discriminator.requires_grad_(False)
-            with autocast():
-                if stage == "gan":
-                    losses = {}
-                    g_total, fake = generator_gan_loss(m, None, z_prior, tc.gan_loss, tc.diffaug)
-                    losses["gan"] = g_total
-                else:
-                    losses, z, _ = vae_losses(
-                        m,
-                        x,
-                        kl_weight=tc.kl_weight,
-                        gamma=tc.gamma,
-                        pixel_weight=tc.pixel_weight,
-                        use_features=use_gan,
-                        train_encoder=train_encoder,
-                    )
-                    g_total = losses["total"]
-                    if use_gan:
-                        z_rec = z if tc.gan_on_recon else None
-                        gan, fake = generator_gan_loss(m, z_rec, z_prior, tc.gan_loss, tc.diffaug)
-                        w: float | torch.Tensor = tc.gan_weight
-                        if tc.adaptive_gan_weight:
-                            w = w * adaptive_weight(losses["rec"], gan, m.decoder.last_layer).clamp(
-                                max=tc.adaptive_max
-                            )
-                        losses["gan"], losses["gan_w"] = gan, torch.as_tensor(w)
-                        g_total = g_total + w * gan
-            if not _finite_everywhere(g_total, world):
-                _diverged(save, step, stage, losses, out if is_main else None)
-            opt_e.zero_grad(set_to_none=True)
-            opt_g.zero_grad(set_to_none=True)
-            scaler.scale(g_total).backward()
-            _all_reduce_grads(params_e + params_g, world)
-            if train_encoder:
-                scaler.step(opt_e)
-            scaler.step(opt_g)
-            ema.update_parameters(m.decoder)
-
-            # -- discriminator
-            if use_gan:
-                m.discriminator.requires_grad_(True)
-                with autocast():
-                    d_loss = discriminator_loss(m, x, fake, tc.gan_loss, tc.diffaug, tc.r1_gamma)
-                if not _finite_everywhere(d_loss, world):
-                    _diverged(save, step, stage, {"d": d_loss}, out if is_main else None)
-                opt_d.zero_grad(set_to_none=True)
-                scaler.scale(d_loss).backward()
-                _all_reduce_grads(params_d, world)
-                scaler.step(opt_d)
-                losses["d"] = d_loss
-            scaler.update()
-            step += 1
-
-            log_now = step % tc.log_every == 0 or step == total
-            row: dict[str, Any] = {"step": step, "total_steps": total, "epoch": epoch, "stage": stage}
+            log_now = st.step % tc.log_every == 0 or (not st.budget_s and st.step == total)
+            row: dict[str, Any] = {"step": st.step, "total_steps": total, "epoch": epoch, "stage": stage}
             if log_now or bar.bar is not None:
                 row |= {f"loss_{k}": float(v.detach()) for k, v in losses.items() if k != "total"}
-                row["loss_total"] = float(g_total.detach())
+                row["loss_total"] = float(losses["total"].detach())
             row["imgs_per_s"] = tc.log_every * per_step / max(1e-9, time.time() - t_log) if log_now else 0.0
             if log_now:
                 t_log = time.time()
-                row["time_s"] = round(time.time() - t0, 2)
+                row["time_s"] = round(st.elapsed_s, 2)
                 last = {k: float(v) for k, v in row.items() if k.startswith("loss_")}
                 if is_main:
                     append_line(out / "metrics.jsonl", json.dumps(row))
-            bar.update(row, log_now)
-            end_of_epoch = step % steps_per_epoch == 0 or step == total
-            if step % tc.checkpoint_every == 0 or end_of_epoch:
-                save(step)
-            if end_of_epoch:
-                write_samples(math.ceil(step / steps_per_epoch))
+            bar.update(row, log_now, st.elapsed_s if st.budget_s else st.step)
+            if st.budget_s:  # checkpoints and sample grids by time
+                if st.elapsed_s - last_ckpt >= TIME_CHECKPOINT_S:
+                    t0 = time.time()
+                    save()
+                    reserve = max(reserve, 3 * (time.time() - t0) + 1.0)
+                    last_ckpt = st.elapsed_s
+                if st.elapsed_s - last_samples >= st.budget_s / 10:
+                    write_samples(f"{int(st.elapsed_s):05d}s")
+                    last_samples = st.elapsed_s
+            else:
+                end_of_epoch = st.step % steps_per_epoch == 0 or st.step == total
+                if st.step % tc.checkpoint_every == 0 or end_of_epoch:
+                    save()
+                if end_of_epoch:
+                    write_samples(f"epoch{math.ceil(st.step / steps_per_epoch):03d}")
     finally:
         bar.close()
-    if step == start:  # nothing left to do (resumed a finished run): still leave a complete run dir
-        save(step)
+    st.elapsed_s = clock()
+    save()  # every run ends with a checkpoint and samples, whatever stopped it
+    write_samples("last")
+    seconds = time.time() - t_start
+    rate = (st.step - step0) * per_step / max(1e-9, st.elapsed_s - elapsed0)
+    if is_main and progress:
+        log.info(
+            "reached step %d (epoch %.1f, %s stage) in %s%s at %.0f img/s; weights %s, samples %s",
+            st.step,
+            st.step / steps_per_epoch,
+            st.stage or tc.mode,
+            recipe.format_duration(st.elapsed_s),
+            f" of a {recipe.format_duration(st.budget_s)} budget"
+            if st.budget_s
+            else f" ({st.step}/{total} steps)",
+            rate,
+            out / ckpt.WEIGHTS,
+            out / "samples" / "prior_last.png",
+        )
     if owns_group:
         # Every rank leaves together and closes its connections itself: a rank that just exits
         # can make gloo's reader thread in the other one throw "Connection closed by peer" and
         # abort it (SIGABRT), failing a finished run.
         dist.barrier()
         dist.destroy_process_group()
-    return TrainResult(out, step, total, time.time() - t0, last)
+    return TrainResult(out, st.step, total, seconds, last, cfg, st.stage, rate)
 
 
-def _finite_everywhere(loss: torch.Tensor, world: int) -> bool:
-    ok = torch.tensor([1.0 if _is_finite(loss) else 0.0], device=loss.device)
-    if world > 1:
-        dist.all_reduce(ok, op=dist.ReduceOp.MIN)
-    return bool(ok.item() == 1.0)
+# ------------------------------------------------------------------------------------ helpers
+def _changes(cfg: RunConfig, saved: RunConfig) -> dict[str, Any]:
+    """The fields a caller set (not None) that differ from a saved run's; the sizes the data decides
+    are left out."""
+    out = {}
+    for section, old in ((cfg.model, saved.model), (cfg.train, saved.train)):
+        for f in dataclasses.fields(section):
+            if f.name in ("image_size", "channels", "num_classes"):
+                continue
+            value = getattr(section, f.name)
+            if value is not None and value != getattr(old, f.name):
+                out[f.name] = value
+    return out
 
 
-def _diverged(save, step: int, stage: str, losses: dict[str, torch.Tensor], out: Path | None) -> None:
+def _diverged(save, st: TrainState, stage: str, losses: dict[str, torch.Tensor], out: Path | None) -> None:
     """Save the last good weights (no step was taken with the bad loss) and stop with a clear message."""
-    save(step)
-    bad = ", ".join(f"{k}={float(v.detach()):.3g}" for k, v in losses.items() if not _is_finite(v)) or "loss"
+    save()
+    bad = ", ".join(f"{k}={float(v.detach()):.3g}" for k, v in losses.items() if not is_finite(v)) or "loss"
     raise TrainingDiverged(
-        f"training diverged at step {step} ({stage} stage): {bad}. The last good state (step {step}) is "
+        f"training diverged at step {st.step} ({stage} stage): {bad}. The last good state (step {st.step}) is "
         f"saved; resume with `vaegan train --resume {out}` and a lower --lr, or raise --gamma"
     )
+
+
+class _Progress:
+    """tqdm bar with the stage, live losses and the ETA on a terminal (over seconds with a time
+    budget, over steps otherwise); plain log lines elsewhere (CI, files)."""
+
+    def __init__(self, total: float, start: float, enabled: bool, timed: bool):
+        self.bar, self.enabled, self.timed = None, enabled, timed
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            fmt = "{desc} {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f}s [{elapsed}<{remaining}{postfix}]"
+            self.bar = tqdm(
+                total=round(total, 1) if timed else int(total),
+                initial=round(start, 1) if timed else int(start),
+                unit="s" if timed else "step",
+                dynamic_ncols=True,
+                bar_format=fmt if timed else None,
+            )
+
+    def update(self, row: dict[str, Any], log_line: bool, position: float) -> None:
+        if self.bar is not None:
+            self.bar.set_description(row["stage"], refresh=False)
+            self.bar.update(round(position - self.bar.n, 3))
+            if log_line:
+                self.bar.set_postfix({k[5:]: f"{v:.3g}" for k, v in row.items() if k.startswith("loss_")})
+        elif log_line and self.enabled:
+            losses = " ".join(f"{k[5:]}={v:.4g}" for k, v in row.items() if k.startswith("loss_"))
+            where = f"{row.get('time_s', 0):.0f}s" if self.timed else f"{row['step']}/{row['total_steps']}"
+            log.info(
+                "step %d (%s) epoch %d %s %s %.0f img/s",
+                row["step"],
+                where,
+                row["epoch"],
+                row["stage"],
+                losses,
+                row["imgs_per_s"],
+            )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

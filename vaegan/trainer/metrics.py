@@ -1,11 +1,16 @@
 """Offline sample-quality metrics; no downloaded weights.
 
-Feature space: a small classifier trained in-project on the dataset's own labels, cached by the
-dataset's content key and a version stamp, and reused by every evaluation of that dataset.
+Feature space: a small network trained in-project on the user's own images, cached by the dataset's
+content key and a version stamp, and reused by every evaluation of that dataset. It learns the
+data's classes (or, without labels, what kind of image it is) next to a class of images that are not
+like the data: heavy blur, blends of two images and smooth noise, made from the real images
+themselves. So blurry blobs, two-letter ghosts and coloured noise land far from real images in its
+features, and its softmax can say that an image is not one of the data's at all.
 
 - fd:                  Fréchet distance between real and generated features (FID's formula)
 - precision, recall,   Naeem et al. 2020, k-nearest-neighbour manifolds in feature space
   density, coverage
+- confident:           share of samples named as one of the data's classes with p >= 0.9 (labels)
 - class_coverage:      fraction of classes found among generated samples (>= 10% of their data share)
 - class_kl:            KL(data class histogram || generated class histogram)
 - psnr, kl,            reconstructions of held-out images, mean posterior KL, active latent units
@@ -16,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +31,13 @@ from torch import nn
 from vaegan.trainer.data import Dataset, to_tensor_range
 
 log = logging.getLogger(__name__)
-CLASSIFIER_VERSION = 2  # 2: trained on a fixed split of the whole dataset, one thread
-LABEL_METRICS = ("fd", "precision", "recall", "density", "coverage", "class_coverage", "class_kl")
+# 3: a reject class of degraded real images (blur, blends, noise); label-free data gets real/blur/blend/noise
+CLASSIFIER_VERSION = 3
+LABEL_METRICS = (
+    "fd", "precision", "recall", "density", "coverage", "confident", "class_coverage", "class_kl",
+)  # fmt: skip
+CONFIDENT = 0.9
+DEGRADED = ("blur", "blend", "noise")  # the kinds of image that are not like the data
 
 
 def cache_dir() -> Path:
@@ -64,10 +74,12 @@ class FeatureNet(nn.Module):
 class Classifier:
     net: FeatureNet
     accuracy: float  # on the held-out split
+    classes: list[str] = field(default_factory=list)  # the data's classes, then "not like the data"
 
     @torch.no_grad()
-    def features_and_classes(self, images: np.ndarray, batch: int = 512) -> tuple[np.ndarray, np.ndarray]:
-        feats, classes = [], []
+    def run(self, images: np.ndarray, batch: int = 512) -> tuple[np.ndarray, np.ndarray]:
+        """(features float64 [N, D], class probabilities [N, classes + 1])."""
+        feats, probs = [], []
         self.net.eval()
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # the same bits on any thread count (oneDNN splits sums by thread)
@@ -75,25 +87,56 @@ class Classifier:
             for i in range(0, len(images), batch):
                 f, logits = self.net(to_tensor_range(images[i : i + batch]))
                 feats.append(f.numpy().astype(np.float64))
-                classes.append(logits.argmax(1).numpy())
+                probs.append(torch.softmax(logits.float(), 1).numpy())
         finally:
             torch.set_num_threads(threads)
-        return np.concatenate(feats), np.concatenate(classes)
+        return np.concatenate(feats), np.concatenate(probs)
+
+    def features_and_classes(self, images: np.ndarray, batch: int = 512) -> tuple[np.ndarray, np.ndarray]:
+        """Features and the most likely of the data's own classes (the reject class left out)."""
+        f, p = self.run(images, batch)
+        return f, p[:, :-1].argmax(1)
+
+
+def degraded(images: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
+    """Images that are not like the data, made from it: "blur" (a Gaussian of 1/10 to 1/6 of the
+    side), "blend" (two images mixed 35..65%), "noise" (smooth colour noise, 4x4 to 8x8 upsampled)."""
+    n, h, w, c = images.shape
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float()
+    if kind == "blur":
+        sigma = float(rng.uniform(h / 10, h / 6))
+        r = int(3 * sigma)
+        k = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=torch.float32) / sigma) ** 2)
+        k = (k / k.sum()).to(x.dtype)
+        pad = nn.functional.pad(x, (r, r, r, r), mode="replicate")
+        pad = nn.functional.conv2d(pad, k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
+        x = nn.functional.conv2d(pad, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+    elif kind == "blend":
+        other = x[torch.from_numpy(rng.permutation(n))]
+        a = torch.from_numpy(rng.uniform(0.35, 0.65, (n, 1, 1, 1)).astype(np.float32))
+        x = a * x + (1 - a) * other
+    elif kind == "noise":
+        side = int(rng.integers(4, 9))
+        low = torch.from_numpy(rng.uniform(0, 255, (n, c, side, side)).astype(np.float32))
+        x = nn.functional.interpolate(low, size=(h, w), mode="bicubic", align_corners=False)
+    else:
+        raise ValueError(f"unknown degradation {kind!r}")
+    return x.clamp(0, 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def get_classifier(data: Dataset, epochs: int = 8, seed: int = 0) -> Classifier:
-    """The evaluation feature space of a labelled dataset, cached by its content key.
+    """The evaluation feature space of a dataset, cached by its content key.
 
-    Trained once (seconds on digits) on a fixed split of the whole dataset, on one thread, so every
+    Labelled data: its classes plus one of degraded images; unlabelled: real / blur / blend / noise.
+    Trained once (seconds to a minute) on a fixed split of the whole dataset, on one thread, so every
     run on that data is scored in the same space whatever its own split, seed or thread count.
     """
     from safetensors.torch import load_file, save
 
     from vaegan.core.io import write_bytes
 
-    if data.labels is None:
-        raise ValueError("the dataset has no labels: no feature space for label-based metrics")
-    classes = len(data.class_names)
+    names = list(data.class_names) if data.labels is not None else ["real", *DEGRADED[:-1]]
+    names = [*names, "not like the data" if data.labels is not None else DEGRADED[-1]]
     _, h, _, c = data.images.shape
     path = cache_dir() / "classifiers" / f"{data.key}-{h}px{c}c-v{CLASSIFIER_VERSION}.safetensors"
     if path.exists():
@@ -101,9 +144,9 @@ def get_classifier(data: Dataset, epochs: int = 8, seed: int = 0) -> Classifier:
             sd = load_file(path)
             acc = float(sd.pop("_accuracy").item())
             with torch.random.fork_rng(devices=[]):  # the weights are overwritten: spend no caller RNG
-                net = FeatureNet(c, h, classes)
+                net = FeatureNet(c, h, len(names))
             net.load_state_dict(sd)
-            return Classifier(net.eval(), acc)
+            return Classifier(net.eval(), acc, names)
         except Exception as e:  # noqa: BLE001 - a damaged cache is rebuilt, never trusted
             log.warning("classifier cache %s unusable (%s); retraining", path, e)
     train, val = data.split(0.1, seed)
@@ -112,10 +155,13 @@ def get_classifier(data: Dataset, epochs: int = 8, seed: int = 0) -> Classifier:
     try:
         with torch.random.fork_rng(devices=[]):  # seeded init and order, caller's RNG untouched
             torch.manual_seed(seed)
-            net = FeatureNet(c, h, classes)
-            clf = _train_classifier(net, train, val, epochs, seed)
+            net = FeatureNet(c, h, len(names))
+            clf = _train_classifier(
+                net, _with_degraded(train, seed), _with_degraded(val, seed + 1), epochs, seed
+            )
     finally:
         torch.set_num_threads(threads)
+    clf.classes = names
     sd = {k: v.contiguous() for k, v in net.state_dict().items()} | {
         "_accuracy": torch.tensor(clf.accuracy, dtype=torch.float64)
     }
@@ -124,7 +170,24 @@ def get_classifier(data: Dataset, epochs: int = 8, seed: int = 0) -> Classifier:
     return clf
 
 
+def _with_degraded(d: Dataset, seed: int) -> Dataset:
+    """The images and labels a classifier learns from: the real ones with their classes (or class 0
+    without labels), and as many degraded ones, a third of each kind, under the last class (labels)
+    or their kind (no labels)."""
+    rng = np.random.default_rng(seed)
+    n = len(d.images)
+    real_y = d.labels if d.labels is not None else np.zeros(n, np.int64)
+    classes = len(d.class_names) if d.labels is not None else 1
+    parts, ys = [d.images], [real_y]
+    for i, kind in enumerate(DEGRADED):
+        idx = rng.permutation(n)[: max(1, n // len(DEGRADED))]
+        parts.append(degraded(d.images[idx], kind, rng))
+        ys.append(np.full(len(idx), classes if d.labels is not None else 1 + i, np.int64))
+    return Dataset(np.concatenate(parts), np.concatenate(ys), d.class_names, d.source)
+
+
 def _train_classifier(net: FeatureNet, train: Dataset, val: Dataset, epochs: int, seed: int) -> Classifier:
+    assert train.labels is not None and val.labels is not None
     g = torch.Generator().manual_seed(seed)
     x, y = to_tensor_range(train.images), torch.from_numpy(train.labels)
     opt = torch.optim.Adam(net.parameters(), lr=2e-3)
@@ -141,8 +204,8 @@ def _train_classifier(net: FeatureNet, train: Dataset, val: Dataset, epochs: int
             loss.backward()
             opt.step()
     clf = Classifier(net.eval(), 0.0)
-    _, pred = clf.features_and_classes(val.images)
-    clf.accuracy = float((pred == val.labels).mean())
+    _, probs = clf.run(val.images)
+    clf.accuracy = float((probs.argmax(1) == val.labels).mean())
     return clf
 
 
@@ -192,13 +255,29 @@ def score_images(images: np.ndarray, reference: Dataset, clf: Classifier, k: int
     """Label-based metrics of uint8 NHWC `images` against the reference split."""
     if images.shape[1:] != reference.images.shape[1:]:
         raise ValueError(f"images are {images.shape[1:]}, the dataset is {reference.images.shape[1:]}")
-    f_real, _ = clf.features_and_classes(reference.images)
-    f_fake, pred = clf.features_and_classes(images)
+    f_real, _ = clf.run(reference.images)
+    f_fake, probs = clf.run(images)
     out = {"fd": frechet_distance(f_real, f_fake)}
     out |= prdc(f_real, f_fake, k)
     if reference.labels is not None:
-        out |= class_stats(pred, reference.labels, len(reference.class_names))
+        out["confident"] = float((probs[:, :-1].max(1) >= CONFIDENT).mean())
+        out |= class_stats(probs[:, :-1].argmax(1), reference.labels, len(reference.class_names))
+    else:
+        out["real"] = float((probs.argmax(1) == 0).mean())  # named "real" rather than blur/blend/noise
     return out
+
+
+def missing_classes(images: np.ndarray, reference: Dataset, clf: Classifier) -> list[str]:
+    """The data's classes that fewer than 10% of their share of the samples are named (p >= 0.9) as."""
+    if reference.labels is None:
+        return []
+    _, probs = clf.run(images)
+    confident = probs[:, :-1].max(1) >= CONFIDENT
+    named = probs[:, :-1].argmax(1)[confident]
+    k = len(reference.class_names)
+    share = np.bincount(reference.labels, minlength=k) / len(reference.labels)
+    got = np.bincount(named, minlength=k) / max(1, len(images))
+    return [reference.class_names[i] for i in range(k) if got[i] < 0.1 * share[i]]
 
 
 @torch.no_grad()

@@ -7,6 +7,8 @@ no ConvTranspose (checkerboard artefacts, poor INT8 on TensorRT) and no GroupNor
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
@@ -16,10 +18,10 @@ from vaegan.config import ModelConfig
 LOGVAR_MIN, LOGVAR_MAX = -30.0, 20.0
 
 
-def _widths(cfg: ModelConfig) -> list[int]:
+def _widths(cfg: ModelConfig, width: int | None = None) -> list[int]:
     """Channels per resolution, from 4x4 up to the image: width * 2^k ... width."""
-    k = cfg.num_blocks
-    return [cfg.width * 2 ** (k - i) for i in range(k + 1)]
+    k, w = cfg.num_blocks, int(width or cfg.width or 0)
+    return [w * 2 ** (k - i) for i in range(k + 1)]
 
 
 class Encoder(nn.Module):
@@ -32,7 +34,7 @@ class Encoder(nn.Module):
         for c_in, c_out in zip(w[:-1], w[1:], strict=True):
             layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2)]
         self.features = nn.Sequential(*layers)
-        self.head = nn.Linear(w[-1] * 16, 2 * cfg.latent_dim)
+        self.head = nn.Linear(w[-1] * 16, 2 * int(cfg.latent_dim or 0))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.head(self.features(x).flatten(1)).chunk(2, dim=1)
@@ -46,7 +48,7 @@ class Decoder(nn.Module):
         super().__init__()
         w = _widths(cfg)
         self.seed_channels = w[0]
-        self.fc = nn.Linear(cfg.latent_dim, w[0] * 16)
+        self.fc = nn.Linear(int(cfg.latent_dim or 0), w[0] * 16)
         blocks: list[nn.Module] = [nn.BatchNorm2d(w[0]), nn.ReLU()]
         for c_in, c_out in zip(w[:-1], w[1:], strict=True):
             blocks += [
@@ -73,7 +75,7 @@ class Discriminator(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        w = _widths(cfg)[::-1]
+        w = _widths(cfg, cfg.d_width)[::-1]
         layers: list[nn.Module] = [spectral_norm(nn.Conv2d(cfg.channels, w[0], 3, 1, 1)), nn.LeakyReLU(0.2)]
         for c_in, c_out in zip(w[:-1], w[1:], strict=True):
             layers += [spectral_norm(nn.Conv2d(c_in, c_out, 4, 2, 1)), nn.LeakyReLU(0.2)]
@@ -98,4 +100,8 @@ class VAEGAN(nn.Module):
 
 
 def build_models(cfg: ModelConfig) -> VAEGAN:
-    return VAEGAN(cfg.validate())
+    """The networks of a config; sizes it leaves unset come from the recipe for its image shape."""
+    from vaegan.trainer.recipe import model_defaults
+
+    unset = {k: v for k, v in model_defaults(cfg.image_size, cfg.channels).items() if getattr(cfg, k) is None}
+    return VAEGAN(dataclasses.replace(cfg, **unset).validate())

@@ -7,12 +7,13 @@ import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from vaegan.core.errors import ArtifactCorrupt
 from vaegan.core.manifest import Verified
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass
@@ -49,6 +50,12 @@ class Runner(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def first_line(e: BaseException) -> str:

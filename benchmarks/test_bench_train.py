@@ -1,0 +1,99 @@
+"""Training throughput of a 64x64 RGB model, per stage, with the recipe `vaegan train` picks for it.
+
+    make bench                                   # with the other pytest-benchmark suites
+    python benchmarks/test_bench_train.py        # a table: img/s per stage and the run's average
+
+A step is the loop's own: `generator_step` (and `discriminator_step` in the GAN stages) on a batch
+of the recipe's size, with the recipe's mixed precision. The run's average weights each stage by the
+share of the time budget the recipe gives it (images = sum of time x rate). Figures depend on the
+CPU: the ISA and whether bf16 is native are printed with them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from vaegan.config import ModelConfig, RunConfig, TrainConfig  # noqa: E402
+from vaegan.trainer import recipe  # noqa: E402
+from vaegan.trainer.loop import autocast_for  # noqa: E402
+from vaegan.trainer.losses import background  # noqa: E402
+from vaegan.trainer.steps import TrainState, discriminator_step, generator_step  # noqa: E402
+
+STAGES = ("vae", "adversarial", "joint")
+
+
+def _setup(size: int = 64, channels: int = 3, n_images: int = 2700):
+    cfg, chosen = recipe.resolve(
+        RunConfig(ModelConfig(image_size=size, channels=channels), TrainConfig()), n_images, on_cuda=False
+    )
+    tc = cfg.train
+    torch.manual_seed(0)
+    st = TrainState.create(cfg.model, tc, torch.device("cpu"), fp16=False)
+    dtype = autocast_for(torch.device("cpu"), tc.amp)
+
+    def autocast():
+        return torch.autocast("cpu", dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+    batch = int(tc.batch_size or 32)
+    x = (torch.rand(batch, channels, size, size) * 2 - 1).contiguous(memory_format=torch.channels_last)
+    bg = background(x) if tc.foreground_weight else None  # the loop computes these once per data set
+    return cfg, st, autocast, x, bg, chosen
+
+
+def _step(st, x, stage, tc, autocast, bg) -> None:
+    for opt in (st.opt_e, st.opt_g):
+        for group in opt.param_groups:
+            group["lr"] = tc.lr
+    _, fake = generator_step(st, x, stage, tc, autocast, 1, bg)
+    if fake is not None:
+        discriminator_step(st, x, fake, tc, autocast, 1)
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_training_step_64px_rgb(benchmark, stage):
+    cfg, st, autocast, x, bg, _ = _setup()
+    _step(st, x, stage, cfg.train, autocast, bg)  # warm-up: oneDNN picks its kernels on the first call
+    benchmark.pedantic(_step, args=(st, x, stage, cfg.train, autocast, bg), rounds=12, warmup_rounds=2)
+    benchmark.extra_info["images_per_step"] = len(x)
+    benchmark.extra_info["amp"] = cfg.train.amp
+
+
+def measure(seconds: float = 8.0) -> dict[str, float]:
+    """img/s per stage (each measured for about `seconds`) and the recipe's time-weighted average."""
+    cfg, st, autocast, x, bg, _ = _setup()
+    tc = cfg.train
+    rates = {}
+    for stage in STAGES:
+        for _ in range(2):
+            _step(st, x, stage, tc, autocast, bg)
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            _step(st, x, stage, tc, autocast, bg)
+            n += 1
+        rates[stage] = n * len(x) / (time.perf_counter() - t0)
+    vae, adv = float(tc.vae_fraction or 0), float(tc.adv_fraction or 0)
+    rates["run average"] = vae * rates["vae"] + adv * rates["adversarial"] + (1 - vae - adv) * rates["joint"]
+    return rates
+
+
+if __name__ == "__main__":
+    from vaegan.bench import cpu_flags
+
+    flags = cpu_flags()
+    isa = next((n for f, n in (("amx_bf16", "AMX"), ("avx512_bf16", "AVX512-BF16"), ("avx512f", "AVX-512"),
+                                ("avx2", "AVX2")) if f in flags), "unknown")  # fmt: skip
+    cfg, *_, chosen = _setup()
+    print(recipe.describe(cfg, 2700, chosen))
+    print(
+        f"CPU: best ISA {isa}; native bf16: {recipe.cpu_has_native_bf16()}; torch threads {torch.get_num_threads()}"
+    )
+    for stage, rate in measure().items():
+        print(f"  {stage:<12} {rate:7.0f} img/s")
