@@ -159,7 +159,7 @@ def _duration(ctx, param, value):
 @_dir_option(
     "--resume",
     "Continue a run directory where it stopped (after a crash or kill), with its own config and data; only "
-    "--epochs, --max-steps and the learning rates may change.",
+    "--time (more time), --epochs, --max-steps, the learning rates and the log/checkpoint intervals may change.",
 )
 @option_from(TrainConfig, "mode", "--mode", type=click.Choice(MODES))
 @option_from(
