@@ -42,6 +42,7 @@ from vaegan.runtime.serving import (
     SlowBody,
     TooLarge,
     Unauthorized,
+    is_bug,
     server_metadata,
     status_of,
 )
@@ -71,7 +72,7 @@ def create_app(core: ServingCore | Sampler, cfg: ServeConfig | None = None):
             headers["WWW-Authenticate"] = "Bearer"
         if status == 504:
             msg = f"request took over {cfg.request_timeout_s:.0f}s"
-        elif _internal(e):
+        elif is_bug(e):
             msg = f"internal error: {type(e).__name__}"
             log.error("internal error", exc_info=e)
         else:
@@ -283,13 +284,6 @@ def create_app(core: ServingCore | Sampler, cfg: ServeConfig | None = None):
         exception_handlers={404: not_found, 405: not_found},
         lifespan=lifespan,
     )
-
-
-def _internal(e: BaseException) -> bool:
-    """An error that is not one of vaegan's answers: a bug, logged with its traceback."""
-    from vaegan.core.errors import VaeganError
-
-    return not isinstance(e, VaeganError | ValueError | TimeoutError | asyncio.TimeoutError)
 
 
 def _json_object(body: bytes, example: str) -> dict:

@@ -69,6 +69,11 @@ def status_of(e: BaseException) -> tuple[int, str]:
     return 500, "INTERNAL"
 
 
+def is_bug(e: BaseException) -> bool:
+    """An error the table does not know: not one of vaegan's answers but a bug, logged with its traceback."""
+    return not any(isinstance(e, kinds) for kinds, _, _ in STATUS)
+
+
 def bearer_ok(authorization: str | None, token: str | None) -> bool:
     """The one token check: `Authorization: Bearer TOKEN` (an HTTP header or gRPC metadata), compared
     in constant time. Without a token configured everything is allowed."""

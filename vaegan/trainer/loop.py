@@ -106,7 +106,8 @@ def train(
     out = Path(out)
     cfg.train.validate()
     if resume and (out / ckpt.CONFIG).exists():  # the run keeps its data, model and recipe
-        cfg = RunConfig.load(out / ckpt.CONFIG).resumed_with(_changes(cfg, RunConfig.load(out / ckpt.CONFIG)))
+        saved = RunConfig.load(out / ckpt.CONFIG)
+        cfg = saved.resumed_with(_changes(cfg, saved))
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     device = pick_device()
