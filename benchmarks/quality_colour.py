@@ -25,6 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from vaegan.core.cpu import isa_summary  # noqa: E402
 from vaegan.core.images import save_grid  # noqa: E402
 from vaegan.trainer.evaluate import evaluate_run, reference_data  # noqa: E402
 from vaegan.trainer.metrics import DEGRADED, degraded, get_classifier, score_images  # noqa: E402
@@ -67,6 +68,40 @@ def grids(run: Path, docs: Path, name: str) -> tuple[str, str]:
     return out[0], out[1]
 
 
+def prior_images(run: Path, ref, prior: str, n: int, seed: int = 0) -> np.ndarray:
+    """n samples of a run, drawn as evaluate_run draws them."""
+    import torch
+
+    from vaegan.trainer.checkpoint import load_model
+    from vaegan.trainer.data import to_uint8
+    from vaegan.trainer.evaluate import run_prior
+
+    cfg, m = load_model(run)
+    fitted = run_prior(run, cfg, m, ref) if prior == "fitted" else None
+    rng = np.random.default_rng(seed)
+    z = (
+        fitted.sample(n, rng)
+        if fitted is not None
+        else rng.standard_normal((n, int(cfg.model.latent_dim or 0)))
+    )
+    with torch.no_grad():
+        return to_uint8(m.decoder(torch.from_numpy(np.asarray(z, np.float32))))
+
+
+def copy_ratio(run: Path, ref, prior: str, n: int) -> float:
+    """Median nearest-training-image distance of samples over that of held-out real images, in the
+    evaluation classifier's features."""
+    clf = get_classifier(ref.data)
+    train, _ = clf.run(ref.train.images)
+
+    def nn(images: np.ndarray) -> float:
+        f, _ = clf.run(images)
+        d = (f * f).sum(1)[:, None] + (train * train).sum(1)[None, :] - 2 * f @ train.T
+        return float(np.median(np.sqrt(np.maximum(d.min(1), 0))))
+
+    return nn(prior_images(run, ref, prior, n)) / nn(ref.val.images[:n])
+
+
 def fmt(v) -> str:
     return f"{v:.3f}" if isinstance(v, float) else str(v)
 
@@ -82,6 +117,7 @@ def main() -> None:
     args = ap.parse_args()
     docs = Path(args.out).parent
     runs: dict[str, Path] = {}
+    runs_of: dict[str, Path] = {}
     wall: dict[str, float] = {}
     if args.runs:
         runs = {k: Path(v) for k, v in (item.split("=", 1) for item in args.runs.split(","))}
@@ -89,23 +125,31 @@ def main() -> None:
         for mode in MODES:
             runs[mode] = Path(args.runs_dir) / mode
             wall[mode] = train_mode(args.data, args.time, mode, runs[mode])
-    results, ref = {}, None
-    for mode, run in runs.items():
-        ev = evaluate_run(run, n=args.n, ref=ref)
-        if ref is None:
-            from vaegan.trainer.checkpoint import load_model
+    from vaegan.trainer.checkpoint import load_model
 
-            ref = reference_data(load_model(run)[0])
-        results[mode] = ev
-    assert ref is not None
+    ref = reference_data(load_model(next(iter(runs.values())))[0])
+    results, copies = {}, {}
+    for mode, run in runs.items():
+        # the fitted prior is what `vaegan sample` draws from; N(0, I) shows what it adds
+        for prior in ("fitted", "standard") if mode != "gan" else ("standard",):
+            key = mode if prior == "fitted" or mode == "gan" else f"{mode}, N(0, I) prior"
+            results[key] = evaluate_run(run, n=args.n, ref=ref, prior=prior)
+            copies[key] = copy_ratio(run, ref, prior, args.n)
+            runs_of[key] = run
     scale = scale_rows(ref, args.n)
     lines = [
         f"# Sample quality on colour data: VAE vs GAN vs VAE-GAN at {args.time}",
         "",
-        f"`python benchmarks/quality_colour.py --data {args.data} --time {args.time}` on {platform.machine()}, "
-        f"{platform.processor() or 'CPU'}, 2 cores: each mode trained with `vaegan train --time {args.time} "
-        "--mode MODE` and the recipe's defaults, one after another, then scored with `vaegan eval`'s metrics "
-        f"on n={args.n} prior samples at temperature 1.",
+        (
+            f"`python benchmarks/quality_colour.py --data {args.data} --time {args.time}` on {platform.machine()} "
+            f"({isa_summary()}), 2 cores: each mode trained with `vaegan train --time {args.time} --mode MODE` "
+            "and the recipe's defaults, one after another"
+            if not args.runs
+            else f"`python benchmarks/quality_colour.py --data {args.data} --runs {args.runs}` on {platform.machine()} "
+            f"({isa_summary()}), 2 cores: runs trained with `vaegan train --time {args.time} --mode MODE`, each "
+            "alone on the machine"
+        )
+        + f", then scored with `vaegan eval`'s metrics on n={args.n} samples at temperature 1.",
         "",
         "The evaluation classifier is trained on the data's labels plus a class of images that are not like "
         "the data (heavy blur, two-image blends, smooth noise, made from the real images): **confident** is "
@@ -114,16 +158,23 @@ def main() -> None:
         "",
         "What was tried to get here, and what did not work: [colour_experiments.md](colour_experiments.md).",
         "",
-        "| mode | " + " | ".join(COLUMNS) + " | steps | missing classes |",
-        "|---|" + "---|" * (len(COLUMNS) + 2),
+        "Samples are drawn as `vaegan sample` draws them: from the run's fitted prior (a mixture of Gaussians "
+        "fitted to where the encoder puts the training images, vaegan/core/prior.py), or N(0, I) where a row "
+        "says so (and for the GAN, which has no encoder). **copy ratio**: the median distance, in the "
+        "classifier's features, from a sample to its nearest training image, over the same for held-out real "
+        "images: near or above 1, the samples are no closer to the training set than new real images are; "
+        "well below 1 would mean copies.",
+        "",
+        "| samples | " + " | ".join(COLUMNS) + " | copy ratio | steps | missing classes |",
+        "|---|" + "---|" * (len(COLUMNS) + 3),
     ]
-    for mode, ev in results.items():
+    from vaegan.trainer.checkpoint import load_state
+
+    for key, ev in results.items():
         cells = [fmt(ev.metrics.get(c, "n/a")) for c in COLUMNS]
         missing = ", ".join(ev.info.get("missing_classes", [])) or "none"
-        from vaegan.trainer.checkpoint import load_state
-
-        steps = load_state(runs[mode])["step"]
-        lines.append(f"| {mode} | " + " | ".join(cells) + f" | {steps} | {missing} |")
+        steps = load_state(runs_of[key])["step"]
+        lines.append(f"| {key} | " + " | ".join(cells) + f" | {copies[key]:.2f} | {steps} | {missing} |")
     lines += [
         "",
         "## What good looks like",
@@ -141,6 +192,10 @@ def main() -> None:
     lines += ["", "## Grids", ""]
     for mode, run in runs.items():
         prior, recon = grids(run, docs, mode)
+        # the prior grid as `vaegan sample` draws it (an older run's prior_last.png predates its prior)
+        prior = f"quality_colour_{mode}_prior.png"
+        draw = "fitted" if mode != "gan" else "standard"
+        save_grid(docs / prior, prior_images(run, ref, draw, 64, 1234), cols=8)
         if mode == "gan":  # no encoder is trained: its "reconstructions" mean nothing
             (docs / recon).unlink(missing_ok=True)
             recon = ""

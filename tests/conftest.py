@@ -44,6 +44,16 @@ def trained_run(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture
+def art_copy(art_dir, tmp_path) -> Path:
+    """A private copy of the fixture artifact dir, to corrupt."""
+    import shutil
+
+    dst = tmp_path / "art"
+    shutil.copytree(art_dir, dst)
+    return dst
+
+
 @pytest.fixture(scope="session")
 def art_dir() -> Path:
     """The exported fixture artifacts (tests/make_fixture.py), as the runtime tests use them."""

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from vaegan.core.errors import ConfigError
-from vaegan.core.manifest import COMPONENTS, PRECISIONS
+from vaegan.core.manifest import BACKEND_FORMATS, COMPONENTS, PRECISIONS
 
 MODES = ("vae", "gan", "vaegan")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
@@ -80,9 +80,15 @@ class TrainConfig:
     batch_size: int | None = opt(None, "Images per step per process (default: from the recipe).")
     lr: float | None = opt(None, "Encoder/decoder learning rate, Adam (default: from the recipe).")
     lr_d: float | None = opt(
-        None, "Discriminator learning rate; D trains in the GAN stages only (default: from the recipe)."
+        None,
+        "Discriminator learning rate; D trains in the GAN stages (and from the first step with "
+        "--d-warmup) (default: from the recipe).",
     )
-    adv_lr: float | None = opt(None, "Encoder and decoder learning rate once the GAN is on (default: --lr).")
+    adv_lr: float | None = opt(
+        None,
+        "Encoder and decoder learning rate once the GAN is on (default: from the recipe: --lr for 32x32 "
+        "grey, --lr / 10 for larger images, where a decoder at the full rate overran D in a few steps).",
+    )
     betas: tuple[float, float] = (0.5, 0.999)
     kl_weight: float | None = opt(
         None,
@@ -108,6 +114,11 @@ class TrainConfig:
         False, "Also show D the reconstructions (Larsen et al.'s original); off: prior samples only."
     )
     r1_gamma: float | None = opt(None, "R1 penalty on D (0: off; default: from the recipe).")
+    d_warmup: bool | None = opt(
+        None,
+        "Train D from the first step, on prior samples the decoder does not learn from, so that it is a "
+        "match for the decoder when the GAN turns on (default: from the recipe).",
+    )
     diffaug: bool = opt(True, "DiffAugment on every image D sees.")
     ema_decay: float = opt(0.999, "EMA of decoder weights (export uses it).")
     vae_fraction: float | None = None  # stage 1: VAE pretraining (default: from the recipe)
@@ -271,10 +282,12 @@ class ExportOptions:
 
     def validate(self) -> ExportOptions:
         bad = [p for p in self.precisions if p not in PRECISIONS]
-        if bad or "fp32" not in self.precisions:
+        if bad:
             raise ConfigError(
                 f"--precision takes fp32,fp16,int8 (fp32 always included), got {','.join(self.precisions)}"
             )
+        # fp32 is the reference every other precision is measured against: always built, listed first
+        self.precisions = sorted(set(self.precisions) | {"fp32"}, key=PRECISIONS.index)
         if not 1 <= self.opt_batch <= self.max_batch <= 4096:
             raise ConfigError(
                 f"need 1 <= --opt-batch ({self.opt_batch}) <= --max-batch ({self.max_batch}) <= 4096"
@@ -359,10 +372,8 @@ class ServeConfig:
 
 
 # the registry of engines bench compares: engine -> the artifact format it runs ("" = the run dir)
-ENGINE_FORMATS = {
-    "vaegan-ort": "onnx",
-    "vaegan-openvino": "openvino",
-    "vaegan-tensorrt": "tensorrt",
+# vaegan's runtime on each of its backends, then the peers on the same model ("": the trained run)
+ENGINE_FORMATS = {f"vaegan-{b}": fmt for b, fmt in BACKEND_FORMATS.items()} | {
     "ort-raw": "onnx",
     "openvino-default": "openvino",
     "torch-eager": "",

@@ -68,6 +68,9 @@ def machine_checks() -> list[Check]:
             "vaegan needs Python >= 3.10 (JetPack 6 ships 3.10)",
         )
     ]
+    from vaegan.core.cpu import int8_outlook, isa_summary
+
+    out.append(Check("cpu", True, f"{platform.machine()}: {isa_summary()}; {int8_outlook()}"))
     import numpy as np
 
     out.append(Check("numpy", True, np.__version__))
@@ -182,7 +185,7 @@ def check_artifacts(art_dir: Path) -> tuple[list[ArtifactCheck], list[str]]:
         if a.conformance:
             c.tensorrt_import = conformance_summary(a.conformance)
         try:
-            runner = load_runner(BACKEND_OF[a.format], read_verified(art_dir, a), a, None, 1)
+            runner = load_runner(BACKEND_OF[a.format], read_verified(art_dir, a), a, None, 1, expect=a)
             runner.close()
             c.loadable = True
             if a.component == "decoder":

@@ -25,6 +25,12 @@ def format_manifest(m: Manifest, art_dir: Path) -> str:
     )
     if m.run.get("quality_space"):
         out.append(f"quality measured in: {m.run['quality_space']}")
+    out.append(
+        f"samples drawn from: a mixture of {m.prior['components']} Gaussians fitted to the training images' "
+        f"latents ({m.prior['path']})"
+        if m.prior
+        else "samples drawn from: N(0, I)"
+    )
     rows: list[tuple] = [
         (
             "artifact",

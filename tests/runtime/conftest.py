@@ -3,18 +3,7 @@ they also run in the Python 3.10 venv that stands in for a Jetson's Python."""
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import pytest
-
-
-@pytest.fixture
-def art_copy(art_dir, tmp_path) -> Path:
-    """A private copy to corrupt."""
-    dst = tmp_path / "art"
-    shutil.copytree(art_dir, dst)
-    return dst
 
 
 @pytest.fixture(scope="session")

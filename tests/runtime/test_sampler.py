@@ -76,7 +76,10 @@ def test_seeded_sampling_is_reproducible_across_backends_and_chunking(art_dir, s
 
 
 def test_temperature_scales_latents(sampler):
-    assert np.allclose(sampler.latents(3, seed=1, temperature=0.5), 0.5 * sampler.latents(3, seed=1))
+    """z = m_k + t * L_k eps, the component and eps fixed by the seed: halving t halves the distance
+    to the component's centre (with N(0, I), m = 0 and L = I)."""
+    z1, z05, z025 = (sampler.latents(3, seed=1, temperature=t) for t in (1.0, 0.5, 0.25))
+    assert np.allclose(z1 - z05, 2 * (z05 - z025), atol=1e-6) and not np.allclose(z1, z05)
 
 
 def test_encode_reconstruct_interpolate(sampler):

@@ -8,9 +8,28 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from vaegan.core.errors import DataError
 from vaegan.core.io import atomic_write
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
+
+
+def read_npz_images(path: str | Path, keys: tuple[str, ...]) -> np.ndarray:
+    """The first of `keys` in an .npz (uint8 NHWC images by convention; the caller checks the shape).
+    DataError, naming the file, when it cannot be read or has none of them."""
+    import zipfile
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            for key in keys:
+                if key in z:
+                    return np.asarray(z[key])
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise DataError(f"{path} is not a readable .npz ({type(e).__name__}: {e})") from None
+    names = " nor ".join(repr(k) for k in keys)
+    raise DataError(
+        f"{path} has {'neither ' if len(keys) > 1 else 'no array '}{names} (uint8 images [N,H,W,C])"
+    )
 
 
 def grid(images: np.ndarray, cols: int | None = None, pad: int = 2, scale: int = 1) -> np.ndarray:

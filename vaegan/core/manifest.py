@@ -13,17 +13,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vaegan.core.contract import contract
 from vaegan.core.errors import ArtifactCorrupt, ArtifactError, ArtifactMissing
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: an optional fitted latent prior (prior.npz)
 MANIFEST = "manifest.json"
 PRECISIONS = ("fp32", "fp16", "int8")
 COMPONENTS = ("encoder", "decoder")
 # graph input and output names of each component, in every format (ONNX, IR, engine, Triton)
 IO_NAMES = {"encoder": (["images"], ["mu", "logvar"]), "decoder": (["z"], ["images"])}
 
-
-FORMATS = ("onnx", "openvino", "tensorrt")
+# the runtime's backends and the artifact format each runs; runtime.backends.REGISTRY and bench's
+# vaegan-* engines are built from this one table
+BACKEND_FORMATS = {"ort": "onnx", "openvino": "openvino", "tensorrt": "tensorrt"}
+FORMATS = tuple(BACKEND_FORMATS.values())
 
 _TENSOR = {
     "type": "object",
@@ -103,6 +106,17 @@ SCHEMA: dict[str, Any] = {
         "quality": {"type": "object", "additionalProperties": {"type": "object"}},
         "tools": {"type": "object"},
         "files": {"type": "array", "items": {"type": "string"}},  # every file the export wrote
+        # the latent prior samples are drawn from (core/prior.py); absent: N(0, I)
+        "prior": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["path", "sha256", "components"],
+            "properties": {
+                "path": {"type": "string"},
+                "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                "components": {"type": "integer", "minimum": 1},
+            },
+        },
         "vaegan_version": {"type": "string"},
         "created": {"type": "string"},
     },
@@ -126,20 +140,6 @@ def image_shape_of(model: dict[str, Any]) -> tuple[int, int, int]:
         return int(h), int(w), int(c)
     s = int(model["image_size"])
     return s, s, int(model["channels"])
-
-
-def contract(
-    component: str, latent_dim: int, image_shape: tuple[int, int, int]
-) -> tuple[list[dict], list[dict]]:
-    """The inputs and outputs every file of a component must have, in every format."""
-    images = {"name": "images", "shape": ["batch", *image_shape], "dtype": "uint8"}
-    z = ["batch", latent_dim]
-    if component == "decoder":
-        return [{"name": "z", "shape": z, "dtype": "float32"}], [images]
-    return [images], [
-        {"name": "mu", "shape": z, "dtype": "float32"},
-        {"name": "logvar", "shape": z, "dtype": "float32"},
-    ]
 
 
 @dataclass
@@ -185,6 +185,7 @@ class Manifest:
     )  # precision or "openvino-<precision>" -> metrics, deltas
     tools: dict[str, str] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)  # every file the export wrote, relative
+    prior: dict[str, Any] | None = None  # {path, sha256, components} of the fitted latent prior
     schema_version: int = SCHEMA_VERSION
     vaegan_version: str = ""
     created: str = ""
@@ -204,7 +205,10 @@ class Manifest:
         return None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if d["prior"] is None:  # optional in the schema: absent, not null
+            del d["prior"]
+        return d
 
     def save(self, art_dir: Path) -> None:
         from vaegan.core.io import write_json
@@ -379,6 +383,22 @@ def read_verified(art_dir: Path, artifact: Artifact) -> Verified:
         )
     _, weights = _read_checked(art_dir, rel, artifact.notes.get("weights_sha256"), "weights")
     return Verified(path, data, weights)
+
+
+def read_prior(art_dir: Path, m: Manifest) -> Any:
+    """The artifact dir's latent prior (core.prior.LatentPrior), its bytes matched against the
+    manifest; None when the manifest has none (samples are then drawn from N(0, I))."""
+    if not m.prior:
+        return None
+    from vaegan.core.prior import LatentPrior
+
+    path, data = _read_checked(art_dir, m.prior["path"], m.prior["sha256"], "prior")
+    prior = LatentPrior.from_bytes(data, path.name)
+    if prior.latent_dim != m.latent_dim:
+        raise ArtifactCorrupt(
+            f"{path} is a prior over {prior.latent_dim} latents, the model has {m.latent_dim}: re-export"
+        )
+    return prior
 
 
 def verify(art_dir: Path, artifact: Artifact) -> Path:

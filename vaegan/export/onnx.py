@@ -23,6 +23,7 @@ import onnx
 import torch
 from torch import nn
 
+from vaegan.core.contract import PARITY_LIMITS, Parity
 from vaegan.core.errors import ExportError
 from vaegan.core.manifest import IO_NAMES
 from vaegan.export import rewrite
@@ -139,8 +140,8 @@ def check_parity(
 ) -> dict:
     """The exported file, run by the runtime's runner, vs torch on fresh random inputs per batch size.
 
-    decoder: max |uint8 difference| must be <= 1 grey level. encoder: max |mu difference| is recorded
-    (it feeds the decoder, whose output parity is what users see).
+    The limits are core.manifest.PARITY_LIMITS: 1 grey level for a decoder's uint8 images, 1e-2
+    for an encoder's mu.
     """
     g = torch.Generator().manual_seed(seed)
     worst, per_batch = 0.0, {}
@@ -156,21 +157,17 @@ def check_parity(
         err = float(np.abs(ref - got).max())
         per_batch[str(b)] = err
         worst = max(worst, err)
-    result = {
-        "vs": "torch",
-        "batches": batches,
-        "max_abs_error": worst,
-        "per_batch": per_batch,
-        "unit": "grey levels" if component == "decoder" else "mu",
-    }
-    if component == "decoder" and worst > 1:
+    result = Parity("torch", component, worst, per_batch=per_batch)
+    if not result.within_limit:
+        if component == "decoder":
+            raise ExportError(
+                f"{name} differs from the torch decoder by {worst:.0f} grey levels (limit "
+                f"{PARITY_LIMITS['decoder']:.0f}): the ONNX graph is wrong; report this with the run's config.json"
+            )
         raise ExportError(
-            f"{name} differs from the torch decoder by {worst:.0f} grey levels (limit 1): the ONNX graph "
-            "is wrong; report this with the run's config.json"
+            f"{name} differs from the torch encoder by {worst:.3g} in mu (limit {PARITY_LIMITS['encoder']:g})"
         )
-    if component == "encoder" and worst > 1e-2:
-        raise ExportError(f"{name} differs from the torch encoder by {worst:.3g} in mu (limit 1e-2)")
-    return result
+    return result.to_dict()
 
 
 def tensor_specs(path: Path) -> tuple[list[dict], list[dict]]:

@@ -3,12 +3,13 @@ grey levels for a decoder's images, absolute error for an encoder's mu."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
+from vaegan.core.contract import Parity
 from vaegan.core.manifest import Verified
 from vaegan.runtime.backends import Runner, load_runner
 
@@ -17,10 +18,17 @@ EVAL_CHUNK = 256  # rows per engine call
 
 def ort_runner(path: Path, precision: str) -> Runner:
     """The runtime's ONNX Runtime runner on the CPU for a file vaegan just wrote: what `vaegan sample`
-    runs (the graph's I/O is not checked against a manifest entry: there is none yet)."""
-    return load_runner(
-        "ort", Verified.unchecked(path), SimpleNamespace(path=path.name, precision=precision), "cpu", 0
-    )
+    runs (no manifest entry describes the file yet, so there is no declared I/O to expect)."""
+    return load_runner("ort", Verified.unchecked(path), _Written(path.name, precision), "cpu", 0, expect=None)
+
+
+@dataclass
+class _Written:
+    """What a runner reads of a file vaegan has just written: its name and precision."""
+
+    path: str
+    precision: str
+    notes: dict[str, Any] = field(default_factory=dict)
 
 
 def decode(runner: Runner, z: np.ndarray) -> np.ndarray:
@@ -47,19 +55,10 @@ def measure(
             images = decode(runner, z_eval)
             return compare_uint8(ref_images, images), images
         d = np.abs(encode(runner, val) - ref_mu)
-        return {
-            "vs": "fp32",
-            "max_abs_error": float(d.max()),
-            "mean_abs_error": float(d.mean()),
-            "unit": "mu",
-        }, None
+        return Parity("fp32", "encoder", float(d.max()), float(d.mean())).to_dict(), None
 
 
 def compare_uint8(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
+    """Two decoders' images of the same latents, in grey levels."""
     d = np.abs(a.astype(np.int16) - b.astype(np.int16))
-    return {
-        "vs": "fp32",
-        "max_abs_error": int(d.max()),
-        "mean_abs_error": float(d.mean()),
-        "unit": "grey levels",
-    }
+    return Parity("fp32", "decoder", int(d.max()), float(d.mean())).to_dict()

@@ -20,13 +20,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from tritonclient.utils import np_to_triton_dtype, triton_to_np_dtype
 
+from vaegan.core.contract import contract
 from vaegan.core.errors import InputError
-from vaegan.core.manifest import contract
 
 VERSION = "1"
-DATATYPES = {"float32": "FP32", "float16": "FP16", "uint8": "UINT8", "int8": "INT8"}
-NUMPY = {v: np.dtype(k) for k, v in DATATYPES.items()}
+# The protocol's names for the numpy types vaegan's graphs take, in Triton's own mapping (tritonclient)
+SERVED_DTYPES = ("float32", "float16", "uint8", "int8")
+DATATYPES = {d: np_to_triton_dtype(np.dtype(d)) for d in SERVED_DTYPES}
+NUMPY = {v: np.dtype(triton_to_np_dtype(v)) for v in DATATYPES.values()}
 
 
 class ModelNotFound(InputError):

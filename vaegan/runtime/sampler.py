@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from vaegan.core.errors import ArtifactCorrupt, ArtifactError, ArtifactMissing, BackendUnavailable, InputError
-from vaegan.core.manifest import PRECISIONS, Manifest, read_verified
+from vaegan.core.manifest import PRECISIONS, Manifest, read_prior, read_verified
+from vaegan.core.prior import LatentPrior
 from vaegan.runtime.backends import FORMAT_OF, REGISTRY, Runner, load_runner
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class Sampler:
         self.image_shape = manifest.image_shape
         self.max_batch = int(manifest.max_batch)
         self.max_n = max_n
+        self.prior: LatentPrior | None = None  # set by load(): the export's fitted prior, if any
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -76,6 +78,7 @@ class Sampler:
             raise InputError(f"backend must be auto or one of {', '.join(REGISTRY)}, got {backend!r}")
         art_dir = Path(art_dir)
         manifest = Manifest.load(art_dir)
+        prior = read_prior(art_dir, manifest)  # checked before any engine loads, like every file
         candidates = cls._candidates(manifest, backend, precision)
         reasons = []
         for name, why in candidates:
@@ -89,7 +92,9 @@ class Sampler:
                     art = manifest.find(comp, precision, FORMAT_OF[name])
                     if art is None:
                         continue
-                    runners[comp] = load_runner(name, read_verified(art_dir, art), art, device, threads)
+                    runners[comp] = load_runner(
+                        name, read_verified(art_dir, art), art, device, threads, expect=art
+                    )
             except BackendUnavailable as e:
                 if backend != "auto":
                     raise
@@ -109,7 +114,10 @@ class Sampler:
             }
             if "encoder" in runners:
                 info["encoder"] = asdict(runners["encoder"].info)
-            return cls(manifest, runners["decoder"], runners.get("encoder"), info, max_n)
+            info["prior"] = f"fitted mixture of {prior.components}" if prior is not None else "N(0, I)"
+            sampler = cls(manifest, runners["decoder"], runners.get("encoder"), info, max_n)
+            sampler.prior = prior
+            return sampler
         raise BackendUnavailable(
             f"no usable {precision} decoder in {art_dir} for backend {backend}: "
             + "; ".join(reasons)
@@ -208,7 +216,9 @@ class Sampler:
 
     # ------------------------------------------------------------------ API
     def latents(self, n: int, seed: int | None = None, temperature: float = 1.0) -> np.ndarray:
-        """The latents `sample` decodes: the same seed gives the same latents on every backend."""
+        """The latents `sample` decodes, from the export's fitted prior (a Gaussian mixture over where
+        the encoder put the training images, core/prior.py) or N(0, I) without one; temperature scales
+        their spread. The same seed gives the same latents on every backend."""
         n = self._check_n(n)
         t = None
         if not isinstance(temperature, bool | np.bool_) and isinstance(
@@ -227,6 +237,8 @@ class Sampler:
         ):
             raise InputError(f"seed must be a non-negative integer or None, got {seed!r}")
         rng = np.random.default_rng(seed)
+        if self.prior is not None:
+            return self.prior.sample(n, rng, t)
         return rng.standard_normal((n, self.latent_dim), dtype=np.float32) * np.float32(t)
 
     def sample(self, n: int, seed: int | None = None, temperature: float = 1.0) -> np.ndarray:

@@ -34,7 +34,7 @@ from vaegan.config import ServeConfig
 from vaegan.core.errors import InputError, Overloaded
 from vaegan.core.images import grid, to_pil
 from vaegan.runtime import oip, oip_codec
-from vaegan.runtime.http_guard import ensure_fd_budget, log_limited, uvicorn_config
+from vaegan.runtime.http_guard import log_limited, uvicorn_config
 from vaegan.runtime.sampler import Sampler
 from vaegan.runtime.serving import (
     ClientGone,
@@ -48,7 +48,7 @@ from vaegan.runtime.serving import (
 )
 
 log = logging.getLogger(__name__)
-__all__ = ["ServingCore", "create_app", "serve", "uvicorn_config"]
+__all__ = ["ServingCore", "create_app", "uvicorn_config"]
 
 
 def create_app(core: ServingCore | Sampler, cfg: ServeConfig | None = None):
@@ -320,24 +320,3 @@ def _decode_image(body: bytes, sampler: Sampler) -> np.ndarray:
         ) from None
     h, _, c = sampler.image_shape
     return fit_image(img, h, c)[None]
-
-
-def serve(sampler: Sampler, host: str, port: int, cfg: ServeConfig) -> None:
-    """Run until SIGINT/SIGTERM; uvicorn then stops accepting and finishes what it accepted."""
-    import uvicorn
-
-    if warning := ensure_fd_budget(cfg.max_connections):
-        log.warning("%s", warning)
-    core = ServingCore(sampler, cfg)
-    app = create_app(core)
-    grpc_server = None
-    if cfg.grpc_port is not None:
-        from vaegan.runtime.grpc_oip import start
-
-        grpc_server, bound = start(core, host, cfg.grpc_port)
-        log.info("Open Inference Protocol over gRPC on %s:%d", host, bound)
-    try:
-        uvicorn.Server(uvicorn_config(app, host, port, core.cfg)).run()
-    finally:
-        if grpc_server is not None:
-            grpc_server.stop(grace=5).wait()

@@ -4,6 +4,8 @@
 - config.json         RunConfig: everything needed to rebuild the networks
 - train_state.pt      all networks, optimisers, step and RNG, self-contained so a kill between two
                       file renames can never pair weights of one step with optimisers of another
+- prior.npz           the latent prior fitted to the training images' posteriors at the end of the
+                      run (core/prior.py); sampling, eval and export draw latents from it
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from safetensors.torch import save as st_save
 from vaegan.config import RunConfig
 from vaegan.core.errors import CheckpointError
 from vaegan.core.io import write_bytes, write_json
+from vaegan.core.prior import PRIOR_FILE, LatentPrior, fit_prior
 from vaegan.trainer.models import VAEGAN, Decoder, Encoder, build_models
 
 WEIGHTS = "model.safetensors"
+PRIOR = PRIOR_FILE
 CONFIG = "config.json"
 STATE = "train_state.pt"
 
@@ -82,3 +86,35 @@ def load_model(run_dir: str | Path, device: str = "cpu") -> tuple[RunConfig, VAE
                 "come from different runs"
             ) from e
     return dataclasses.replace(cfg, model=models.cfg), models.to(device).eval()
+
+
+@torch.no_grad()
+def fit_run_prior(encoder: Encoder, images: Any, seed: int, batch: int = 256) -> LatentPrior:
+    """The mixture prior of a trained encoder: fitted to its posterior means of `images` (uint8 NHWC,
+    the training split)."""
+    from vaegan.trainer.data import to_tensor_range
+
+    was = encoder.training
+    encoder.eval()
+    device = next(encoder.parameters()).device
+    mu = torch.cat(
+        [
+            encoder(to_tensor_range(images[i : i + batch]).to(device))[0].float().cpu()
+            for i in range(0, len(images), batch)
+        ]
+    )
+    encoder.train(was)
+    return fit_prior(mu.double().numpy(), seed)
+
+
+def load_prior(run_dir: str | Path) -> LatentPrior | None:
+    """The run's fitted prior, or None (a run from before priors were fitted, or mode gan)."""
+    path = Path(run_dir) / PRIOR
+    if not path.exists():
+        return None
+    try:
+        return LatentPrior.from_bytes(path.read_bytes(), str(path))
+    except Exception as e:  # noqa: BLE001 - ArtifactCorrupt or a read error: say what to do
+        raise CheckpointError(
+            f"{path} is damaged ({e}): delete it and run `vaegan eval` to refit it"
+        ) from None

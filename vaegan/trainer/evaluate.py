@@ -11,7 +11,8 @@ import torch
 
 from vaegan.config import RunConfig
 from vaegan.core.errors import ConfigError, DataError
-from vaegan.trainer.checkpoint import load_model
+from vaegan.core.prior import LatentPrior
+from vaegan.trainer.checkpoint import PRIOR, fit_run_prior, load_model, load_prior
 from vaegan.trainer.data import Dataset, load_dataset, to_uint8
 from vaegan.trainer.metrics import get_classifier, missing_classes, score_images, vae_stats
 
@@ -76,26 +77,54 @@ def space_name(data: Dataset) -> str:
     return f"classifier: the data's {len(data.class_names)} labels plus 'not like the data' (blur, blends, noise)"
 
 
+def run_prior(run_dir: str | Path, cfg: RunConfig, m, ref: Reference) -> LatentPrior | None:
+    """The run's fitted latent prior; fitted now (and saved) for a run from before priors were fitted.
+    None for mode gan, which has no encoder to fit it to."""
+    if cfg.train.mode == "gan":
+        return None
+    prior = load_prior(run_dir)
+    if prior is None:
+        prior = fit_run_prior(m.encoder, ref.train.images, cfg.train.seed)
+        prior.save(Path(run_dir) / PRIOR)
+    return prior
+
+
 def evaluate_run(
     run_dir: str | Path,
     n: int = 2000,
     seed: int = 0,
     temperature: float = 1.0,
     ref: Reference | None = None,
+    prior: str = "fitted",
 ) -> Evaluation:
-    """Score n prior samples z ~ N(0, temperature^2 I) of a run, plus its encoder's statistics."""
+    """Score n prior samples of a run, plus its encoder's statistics. prior: "fitted" (the run's
+    mixture, core/prior.py; what `vaegan sample` and the export draw from) or "standard"
+    (z ~ N(0, I)); temperature scales the spread either way."""
     if not 0 < temperature <= 10:
         raise ConfigError(f"temperature must be in (0, 10], got {temperature!r}")
+    if prior not in ("fitted", "standard"):
+        raise ConfigError(f"prior must be fitted or standard, got {prior!r}")
     cfg, m = load_model(run_dir)
     ref = ref or reference_data(cfg)
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
+    fitted = run_prior(run_dir, cfg, m, ref) if prior == "fitted" else None
+    if fitted is not None:
+        z = torch.from_numpy(fitted.sample(n, np.random.default_rng(seed), temperature))
+    else:
+        g = torch.Generator().manual_seed(seed)
         z = torch.randn(n, int(cfg.model.latent_dim or 0), generator=g) * temperature
+    with torch.no_grad():
         images = np.concatenate([to_uint8(m.decoder(z[i : i + 500])) for i in range(0, n, 500)])
     ev = evaluate_images(images, cfg, ref)
     if cfg.train.mode == "gan":
         ev.unavailable |= dict.fromkeys(("psnr", "kl", "active_units"), "mode 'gan' trains no encoder")
     else:
         ev.metrics |= vae_stats(m.encoder, m.decoder, ref.val)
-    ev.info |= {"run": str(run_dir), "mode": cfg.train.mode, "seed": seed, "n": n, "temperature": temperature}
+    ev.info |= {
+        "run": str(run_dir),
+        "mode": cfg.train.mode,
+        "seed": seed,
+        "n": n,
+        "temperature": temperature,
+        "prior": f"fitted mixture of {fitted.components}" if fitted is not None else "N(0, I)",
+    }
     return ev

@@ -114,7 +114,7 @@ def generator_step(
     bg: torch.Tensor | None = None,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
     """One optimiser step of the encoder (VAE and joint stages) and decoder; returns the losses and
-    the decoded prior samples D learns from next (None before the GAN stages). bg: the batch's
+    the decoded prior samples D learns from next (None in the VAE stage unless tc.d_warmup). bg: the batch's
     background colours for the foreground weight (computed from x when None)."""
     m = st.models
     use_gan = stage in ("adversarial", "joint", "gan")
@@ -150,6 +150,11 @@ def generator_step(
                     )
                 losses["gan"], losses["gan_w"] = gan, torch.as_tensor(w)
                 g_total = g_total + w * gan
+    if (
+        fake is None and stage == "vae" and tc.d_warmup and tc.mode == "vaegan"
+    ):  # D learns alongside; the decoder does not see it
+        with torch.no_grad(), autocast():
+            fake = m.decoder(z_prior)
     losses["total"] = g_total
     if not _finite_everywhere(g_total, world):
         raise NonFinite(losses)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vaegan.core.errors import ArtifactCorrupt
-from vaegan.core.manifest import Verified
+from vaegan.core.manifest import BACKEND_FORMATS, Verified
 
 if TYPE_CHECKING:
     import numpy as np
@@ -78,18 +78,23 @@ class BackendSpec:
     runner: str
 
 
+_RUNNERS = {"ort": "OrtRunner", "openvino": "OpenVinoRunner", "tensorrt": "TensorRTRunner"}
 REGISTRY: dict[str, BackendSpec] = {
-    "ort": BackendSpec("onnx", "vaegan.runtime.backends.ort", "OrtRunner"),
-    "openvino": BackendSpec("openvino", "vaegan.runtime.backends.openvino", "OpenVinoRunner"),
-    "tensorrt": BackendSpec("tensorrt", "vaegan.runtime.backends.tensorrt", "TensorRTRunner"),
+    name: BackendSpec(fmt, f"vaegan.runtime.backends.{name}", _RUNNERS[name])
+    for name, fmt in BACKEND_FORMATS.items()
 }
 FORMAT_OF = {name: spec.format for name, spec in REGISTRY.items()}  # backend -> artifact format
 BACKEND_OF = {spec.format: name for name, spec in REGISTRY.items()}  # artifact format -> backend
 
 
-def load_runner(backend: str, source: Verified, artifact: Any, device: str | None, threads: int) -> Runner:
-    """The runner for one artifact's verified bytes on one backend, after checking that the graph's
-    own inputs and outputs are the ones the manifest declares (ValueError for an unknown backend)."""
+def load_runner(
+    backend: str, source: Verified, artifact: Any, device: str | None, threads: int, expect: Any | None
+) -> Runner:
+    """The runner for one artifact's verified bytes on one backend (ValueError for an unknown backend).
+
+    artifact: what the runner reads of the file (path, precision, notes). expect: the manifest entry
+    whose declared inputs and outputs the graph must have (a file in an artifact dir), or None for a
+    file vaegan has just written and not yet described."""
     import importlib
 
     spec = REGISTRY.get(backend)
@@ -97,22 +102,20 @@ def load_runner(backend: str, source: Verified, artifact: Any, device: str | Non
         raise ValueError(f"unknown backend {backend!r}: one of {', '.join(REGISTRY)}")
     runner_cls = getattr(importlib.import_module(spec.module), spec.runner)
     runner = runner_cls(source, artifact, device, threads)
-    try:
-        check_graph_io(runner, artifact, source.path)
-    except BaseException:
-        runner.close()
-        raise
+    if expect is not None:
+        try:
+            check_graph_io(runner, expect, source.path)
+        except BaseException:
+            runner.close()
+            raise
     return runner
 
 
 def check_graph_io(runner: Runner, artifact: Any, path: Path) -> None:
     """A file whose graph is not what the manifest says (an encoder listed as the decoder, another
     model's file with its own sha256) is refused, naming the tensor."""
-    declared = getattr(artifact, "inputs", None)
-    if declared is None:  # a file vaegan has just written, not yet described
-        return
     for kind, specs, graph in (
-        ("input", declared, runner.graph_inputs),
+        ("input", artifact.inputs, runner.graph_inputs),
         ("output", artifact.outputs, runner.graph_outputs),
     ):
         want = [(t.name, tuple(d for d in t.shape[1:]), t.dtype) for t in specs]

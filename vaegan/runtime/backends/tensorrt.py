@@ -45,7 +45,7 @@ def _call(fn, *args):
     cuda-python 12.6 raises RuntimeError("Failed to dlopen libcuda.so.1") from cudaGetDeviceCount and
     RuntimeError('Function "cuDriverGetVersion" not found') from cudaDriverGetVersion when there is no
     driver; 13.x returns cudaErrorInsufficientDriver (35) or cudaErrorNoDevice (100) instead. Both were
-    observed on a machine with no NVIDIA driver (tests/test_cuda_python.py runs them there).
+    observed on a machine with no NVIDIA driver (tests/runtime/test_cuda_python.py runs them there).
     """
     try:
         result = fn(*args)

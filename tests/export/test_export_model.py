@@ -154,7 +154,7 @@ def test_bad_models_are_refused_in_one_line(tmp_path, case, monkeypatch):
     module = tmp_path / "user_models.py"
     module.write_text(
         "import torch\nfrom torch import nn\n"
-        f"from tests.test_export_model import Ragged\n"
+        f"from tests.export.test_export_model import Ragged\n"
         f"def build():\n    return {'nn.Sequential(nn.Flatten(), nn.Linear(64, 4))' if encoder is not None else 'None'}, "
         f"Ragged({case!r})\n"
     )

@@ -1,19 +1,10 @@
 """`vaegan bench` output format and its peak measurement, on the tiny fixture (not its speed)."""
 
 import json
-from dataclasses import asdict
 
 from tests.conftest import run_cli
-from vaegan.bench import (
-    BenchConfig,
-    _row,
-    _set_fractions,
-    markdown,
-    measure_peak,
-    model_flops,
-    run_bench,
-    table,
-)
+from vaegan.bench import BenchConfig, markdown, measure_peak, model_flops, run_bench, table
+from vaegan.bench.run import _row, _set_fractions
 
 
 def test_peak_measurement_reports_each_precision_with_its_spread():
@@ -31,7 +22,7 @@ def test_a_row_above_the_peak_is_flagged_not_reported_as_a_fraction():
     ok, above = rows
     assert ok.peak_fraction == 0.5e6 * 64 / 1e-3 / 1e9 / 100.0 and not ok.note
     assert above.peak_fraction is None and "above the measured fp32 peak" in above.note
-    assert "above peak" in table({"rows": [asdict(r) for r in rows]})
+    assert "above peak" in table(rows)
 
 
 def test_model_flops_counts_convs_and_gemms(art_dir):
@@ -50,21 +41,26 @@ def test_bench_result_schema(art_dir):
         iters=3,
         peak=True,
     )
-    r = run_bench(art_dir, cfg, progress=False)
-    assert r["schema_version"] == 1 and r["machine"]["cores"] >= 1
+    res = run_bench(art_dir, cfg, progress=False)
+    r = json.loads(json.dumps(res.to_dict()))  # what --json writes
+    assert r["schema_version"] == 2 and r["machine"]["cores"] >= 1
     rows = r["rows"]
     assert {(x["engine"], x["batch"]) for x in rows} >= {("vaegan-ort", 1), ("ort-raw", 4)}
     for x in rows:
         assert x["iters"] == 3 and x["median_ms"] > 0 and x["p99_ms"] >= x["median_ms"] * 0.999
         assert x["images_per_s"] > 0
         assert (x["peak_fraction"] is not None and 0 < x["peak_fraction"] <= 1) or x["note"]
-    assert "runtime_overhead_b4" in r["ratios"]
+    assert "vaegan_ort_fp32_overhead_vs_ort_raw_fp32_b4" in r["ratios"]
+    # the best vaegan row against the best peer row, per batch, naming both
+    (b4,) = [b for b in r["best"] if b["batch"] == 4]
+    assert b4["ratio"] == r["ratios"]["best_vaegan_vs_best_peer_b4"] == b4["peer_ms"] / b4["vaegan_ms"]
+    assert b4["vaegan"].startswith("vaegan-") and not b4["peer"].startswith("vaegan-")
     headroom = r["peak_gflops"]["int8"] / r["peak_gflops"]["fp32"]
     assert r["ratios"]["int8_vs_fp32_peak"] == headroom  # the machine's int8 ceiling, said in every run
     assert "torch-eager/fp32/decoder" in r["skipped"]  # the fixture's run dir was temporary
     assert "tensorrt" in r["skipped"]["vaegan-tensorrt/fp32/decoder"]  # no engine here: said, not hidden
-    assert "| vaegan-ort | fp32 | decoder | 1 |" in markdown(r)
-    assert "median ms" in table(r)
+    assert "| vaegan-ort | fp32 | decoder | 1 |" in markdown(res)
+    assert "median ms" in table(res.rows)
 
 
 def _quick_bench(tmp_path, *dirs, precision: str, batch: str, plot: bool = False):
@@ -117,7 +113,7 @@ def test_two_artifact_dirs_take_turns_and_are_compared_row_by_row(art_dir, tmp_p
             if x["artifact"] == str(art_dir) and x["engine"] == c["engine"] and x["batch"] == c["batch"]
         ]
         assert c["speedup"] == base["median_ms"] / mine["median_ms"]
-    assert "runtime_overhead_b4" in data["ratios"]  # the ratios are the first dir's
+    assert "vaegan_ort_fp32_overhead_vs_ort_raw_fp32_b4" in data["ratios"]  # the ratios are the first dir's
     assert (
         r.stdout.splitlines()[0].startswith("artifact")
         and f"{other} vs {art_dir}: vaegan-ort fp32 decoder b4:" in r.stdout
@@ -166,3 +162,25 @@ def test_flops_of_convtranspose_grouped_conv_and_gemm_match_a_hand_count(tmp_pat
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
     hand = 2 * (5 * 5 * 8 * 4 * 4 * 4) + 2 * (10 * 10 * 6 * 2 * 3 * 3) + 2 * (7 * 3 * 5)
     assert model_flops(path) == hand
+
+
+def test_only_rows_within_the_quality_tolerance_count_as_vaegans_best(art_dir):
+    """An int8 that lost quality at export is fast but not vaegan's best; the peer's fastest row, at
+    any precision, is what it is compared with."""
+    from vaegan.bench.run import best_rows, quality_tolerable, ratios
+    from vaegan.core.manifest import Manifest
+
+    m = Manifest.load(art_dir)
+    m.quality = {"fp32": {}, "int8": {"within_tolerance": False}, "openvino-int8": {"within_tolerance": True}}
+    rows = [
+        _row("vaegan-ort", "fp32", "decoder", 64, [10.0], 1e6, "fp32"),
+        _row("vaegan-ort", "int8", "decoder", 64, [4.0], 1e6, "int8"),  # out of tolerance
+        _row("vaegan-openvino", "int8", "decoder", 64, [5.0], 1e6, "int8"),  # its IR is within
+        _row("openvino-default", "fp32", "decoder", 64, [6.0], 1e6, "bf16"),
+        _row("ort-raw", "int8", "decoder", 64, [4.5], 1e6, "int8"),
+    ]
+    ok = quality_tolerable(m)
+    (best,) = best_rows(rows, ok)
+    assert best["vaegan"] == "vaegan-openvino int8" and best["peer"] == "ort-raw int8"
+    assert ratios(rows, ok)["best_vaegan_vs_best_peer_b64"] == 4.5 / 5.0
+    assert ratios(rows)["best_vaegan_vs_best_peer_b64"] == 4.5 / 4.0  # without the check int8 would count

@@ -261,6 +261,7 @@ def test_time_budget_ends_with_a_checkpoint_samples_and_the_recipe(tmp_path):
     st = load_state(out)
     assert 0 < st["elapsed_s"] <= 12.0 and st["budget_s"] == 12.0 and st["stage"] == "joint"
     assert (out / "samples" / "prior_last.png").exists() and (out / "samples" / "recon_last.png").exists()
+    assert (out / "prior.npz").exists()  # the fitted latent prior, inside the budget
     assert {row["stage"] for row in read_jsonl(out / "metrics.jsonl")} == {"vae", "adversarial", "joint"}
     r = run_cli("train", "--resume", str(out), "--time", "6s")
     assert r.returncode == 0, r.stderr

@@ -126,7 +126,9 @@ def test_eval_cli_on_a_run(trained_run, tmp_path):
         env={"VAEGAN_CACHE": str(tmp_path / "cache")},
     )
     assert r2.returncode == 0, r2.stderr
-    assert json.loads((tmp_path / "e2.json").read_text())["metrics"] == m  # seeded and repeatable
+    # seeded and repeatable: the same numbers up to float rounding. On some CPUs (seen on CI) the
+    # BLAS kernels round differently with the heap's alignment, which moves FD in its 6th digit.
+    assert json.loads((tmp_path / "e2.json").read_text())["metrics"] == pytest.approx(m, rel=1e-4)
 
 
 def test_eval_temperature_scales_the_prior_latents(trained_run, tmp_path, monkeypatch):
@@ -236,3 +238,25 @@ def test_prior_holes_splits_prior_precision_by_norm(trained_run, tmp_path):
     fifths = [float(v) for v in r.stdout.rsplit("tails:", 1)[1].split()]
     assert len(fifths) == 5 and all(0.0 <= v <= 1.0 for v in fifths)
     assert abs(np.mean(fifths) - float(precision["prior"])) < 0.003
+
+
+def test_eval_draws_from_the_fitted_prior_and_fits_one_for_an_older_run(trained_run, tmp_path, monkeypatch):
+    """Training ends with prior.npz; eval samples from it (--prior standard: from N(0, I)), and fits
+    and saves one for a run from before priors were fitted."""
+    import shutil
+
+    from vaegan.config import RunConfig
+    from vaegan.trainer.evaluate import evaluate_run, reference_data
+
+    monkeypatch.setenv("VAEGAN_CACHE", str(tmp_path / "cache"))
+    assert (trained_run / "prior.npz").exists()
+    old = tmp_path / "old-run"
+    shutil.copytree(trained_run, old)
+    (old / "prior.npz").unlink()
+    ref = reference_data(RunConfig.load(old / "config.json"))
+    fitted = evaluate_run(old, n=200, ref=ref)
+    assert fitted.info["prior"].startswith("fitted mixture of") and (old / "prior.npz").exists()
+    standard = evaluate_run(old, n=200, ref=ref, prior="standard")
+    assert standard.info["prior"] == "N(0, I)" and standard.metrics["fd"] != fitted.metrics["fd"]
+    again = evaluate_run(old, n=200, ref=ref)  # the saved prior, not a refit: the same samples
+    assert again.metrics == pytest.approx(fitted.metrics, rel=1e-4)

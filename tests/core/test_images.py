@@ -87,3 +87,18 @@ def test_server_reconstructs_a_16_bit_png_like_its_8_bit_copy(art_dir):
     assert np.array_equal(
         np.asarray(Image.open(io.BytesIO(a.content))), np.asarray(Image.open(io.BytesIO(b.content)))
     )
+
+
+def test_npz_images_are_read_by_key_and_bad_files_are_named(tmp_path):
+    from vaegan.core.errors import DataError
+    from vaegan.core.images import read_npz_images
+
+    x = np.zeros((2, 4, 4, 1), np.uint8)
+    np.savez(tmp_path / "a.npz", x=x)
+    assert read_npz_images(tmp_path / "a.npz", ("images", "x")).shape == (2, 4, 4, 1)
+    with pytest.raises(DataError, match="neither 'images' nor 'x'"):
+        np.savez(tmp_path / "b.npz", other=x)
+        read_npz_images(tmp_path / "b.npz", ("images", "x"))
+    (tmp_path / "c.npz").write_bytes(b"not a zip")
+    with pytest.raises(DataError, match="not a readable .npz"):
+        read_npz_images(tmp_path / "c.npz", ("x",))

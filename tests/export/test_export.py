@@ -259,3 +259,13 @@ def test_bad_options():
         ExportOptions(opt_batch=32, max_batch=8).validate()
     with pytest.raises(ConfigError, match="precision"):
         ExportOptions(precisions=["int4"]).validate()
+
+
+def test_fp32_is_always_built_and_listed_first_for_the_api_as_for_the_cli():
+    """One home for the rule: ExportOptions.validate, which `vaegan export` and export_run share."""
+    assert ExportOptions(precisions=["int8"]).validate().precisions == ["fp32", "int8"]
+    assert ExportOptions(precisions=["int8", "fp16", "fp32"]).validate().precisions == [
+        "fp32",
+        "fp16",
+        "int8",
+    ]
