@@ -68,5 +68,7 @@ def test_doctor_names_a_corrupted_file(art_copy):
     p.write_bytes(p.read_bytes()[:100])  # truncated
     rep = json.loads(_doctor(str(art_copy), "--json").stdout)
     bad = [a for a in rep["artifacts"] if not a["loadable"]]
-    assert [a["path"] for a in bad] == ["decoder.int8.onnx"] and "sha256" in bad[0]["reason"]
-    assert "re-export" in bad[0]["fix"] and rep["ok"]
+    corrupt = [a for a in bad if "sha256" in a["reason"]]
+    assert [a["path"] for a in corrupt] == ["decoder.int8.onnx"] and "re-export" in corrupt[0]["fix"]
+    # the rest load, or their engine is not installed here (OpenVINO on emulated aarch64)
+    assert all("not installed" in a["reason"] for a in bad if a not in corrupt) and rep["ok"]

@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 
+from tests.runtime.conftest import OPENVINO, needs_openvino
 from vaegan.core.errors import ArtifactError, BackendUnavailable, InputError
 from vaegan.runtime import Sampler
 
@@ -19,6 +20,7 @@ def test_auto_says_what_it_picked_and_why(art_dir):
         assert info["decoder"]["artifact"].startswith("decoder.fp32")
 
 
+@needs_openvino
 def test_auto_runs_int8_and_half_precision_on_openvino_on_a_cpu(art_copy):
     """OpenVINO is the faster int8/half path on CPUs (docs/benchmarks.md); fp32 stays on ONNX Runtime."""
     from vaegan.runtime.backends.ort import GPU_PROVIDERS, available_providers
@@ -44,7 +46,7 @@ def test_auto_runs_int8_and_half_precision_on_openvino_on_a_cpu(art_copy):
         assert s.backend_info["backend"] == "ort" and "+9.50" in s.backend_info["why"]
 
 
-@pytest.mark.parametrize("backend", ["ort", "openvino"])
+@pytest.mark.parametrize("backend", ["ort", OPENVINO])
 def test_engines_agree_with_torch_within_one_grey_level(art_dir, backend):
     z, ref = _reference(art_dir)
     with Sampler.load(art_dir, backend=backend) as s:
@@ -54,7 +56,13 @@ def test_engines_agree_with_torch_within_one_grey_level(art_dir, backend):
 
 
 @pytest.mark.parametrize(
-    ("backend", "precision"), [("ort", "fp16"), ("ort", "int8"), ("openvino", "fp16"), ("openvino", "int8")]
+    ("backend", "precision"),
+    [
+        ("ort", "fp16"),
+        ("ort", "int8"),
+        pytest.param("openvino", "fp16", marks=needs_openvino),
+        pytest.param("openvino", "int8", marks=needs_openvino),
+    ],
 )
 def test_reduced_precisions_run_and_stay_close(art_dir, backend, precision):
     z, ref = _reference(art_dir)
@@ -65,6 +73,7 @@ def test_reduced_precisions_run_and_stay_close(art_dir, backend, precision):
     assert np.abs(got.astype(float) - ref.astype(float)).mean() < 8  # grey levels, averaged
 
 
+@needs_openvino
 def test_seeded_sampling_is_reproducible_across_backends_and_chunking(art_dir, sampler):
     a = sampler.sample(37, seed=5)  # max batch is 16: three chunks
     b = np.concatenate([sampler.decode(z) for z in np.split(sampler.latents(37, seed=5), [1, 20])])
@@ -196,7 +205,7 @@ def test_tensorrt_engine_needs_tensorrt_or_a_matching_build(art_copy):
         assert s.backend_info["backend"] != "tensorrt"
 
 
-@pytest.mark.parametrize("backend", ["ort", "openvino"])
+@pytest.mark.parametrize("backend", ["ort", OPENVINO])
 def test_one_sampler_is_safe_to_share_between_threads(art_dir, backend):
     from concurrent.futures import ThreadPoolExecutor
 
