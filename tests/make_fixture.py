@@ -31,7 +31,7 @@ def main(out: Path) -> None:
         run = Path(tmp) / "run"
         cfg = RunConfig(
             ModelConfig(image_size=16, width=8, latent_dim=8),
-            TrainConfig(max_steps=40, batch_size=32, checkpoint_every=40),
+            TrainConfig(max_steps=40, batch_size=32, checkpoint_every=40, prior="fitted"),
         )
         train(cfg, run, progress=False)
         export_run(

@@ -249,13 +249,14 @@ def test_time_budget_ends_with_a_checkpoint_samples_and_the_recipe(tmp_path):
     """`--time` splits the stages by time and ends, within the budget, with a checkpoint, sample
     grids and a final line; `--resume --time` gives the run that much more time."""
     out = tmp_path / "timed"
-    r = run_cli("train", "--data", "digits", *TINY, "--time", "12s", "--out", str(out))
+    r = run_cli("train", "--data", "digits", *TINY, "--time", "12s", "--prior", "fitted", "--out", str(out))
     assert r.returncode == 0, r.stderr
     recipe_line = next(ln for ln in r.stderr.splitlines() if ln.startswith("recipe for"))
     assert (
         "16x16x1 (grey), 12s budget" in recipe_line
         and "width 8*" in recipe_line
         and "KL weight 4," in recipe_line
+        and "fitted prior*" in recipe_line
     )
     assert "reached step" in r.stderr and "of a 12s budget" in r.stderr
     st = load_state(out)
@@ -313,3 +314,19 @@ def test_too_little_data_is_a_data_error(tmp_path):
     )
     assert r.returncode == 2 and "fewer than one batch" in r.stderr
     assert run_cli("train", "--time", "soon", "--out", str(tmp_path / "d")).returncode == 2
+
+
+def test_the_recipe_picks_the_prior_by_measurement_and_a_run_keeps_it():
+    """N(0, I) for 32x32 grey (the quick start measured better FD with it), a fitted mixture for
+    colour; the choice is the run's, and a run saved before it gets the recipe's."""
+    from vaegan.config import ModelConfig, RunConfig, TrainConfig
+    from vaegan.trainer.recipe import prior_of, resolve
+
+    grey = RunConfig(model=ModelConfig(image_size=32, channels=1), train=TrainConfig())
+    colour = RunConfig(model=ModelConfig(image_size=64, channels=3), train=TrainConfig())
+    assert resolve(grey, 1617)[0].train.prior == "standard" and prior_of(grey) == "standard"
+    assert resolve(colour, 2700)[0].train.prior == "fitted" and prior_of(colour) == "fitted"
+    mine = RunConfig(model=ModelConfig(image_size=64, channels=3), train=TrainConfig(prior="standard"))
+    assert resolve(mine, 2700)[0].train.prior == "standard"
+    gan = RunConfig(model=ModelConfig(image_size=64, channels=3), train=TrainConfig(mode="gan"))
+    assert prior_of(gan) == "standard"  # no encoder to fit one to

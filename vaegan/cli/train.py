@@ -12,7 +12,7 @@ import click
 
 from vaegan.cli.app import cli, fail
 from vaegan.cli.options import dir_option, duration, option_from, options_from
-from vaegan.config import AMP_CHOICES, GAN_LOSSES, MODES, ModelConfig, RunConfig, TrainConfig
+from vaegan.config import AMP_CHOICES, GAN_LOSSES, MODES, PRIORS, ModelConfig, RunConfig, TrainConfig
 
 
 @cli.command()
@@ -58,6 +58,7 @@ from vaegan.config import AMP_CHOICES, GAN_LOSSES, MODES, ModelConfig, RunConfig
 @options_from(TrainConfig, "gan_weight adaptive_max gan_on_recon r1_gamma diffaug ema_decay", r1_gamma="--r1")
 @option_from(TrainConfig, "amp", "--amp", type=click.Choice(AMP_CHOICES))
 @option_from(TrainConfig, "d_warmup", "--d-warmup/--no-d-warmup", default=None, show_default=False)
+@option_from(TrainConfig, "prior", "--prior", type=click.Choice(PRIORS))
 @options_from(TrainConfig, "seed checkpoint_every log_every")
 @click.option("--quiet", is_flag=True, help="No progress bar or log lines.")
 @click.pass_context
@@ -129,11 +130,10 @@ def train(ctx: click.Context, out: Path, resume: Path | None, quiet: bool, **o: 
 )
 @click.option(
     "--prior",
-    type=click.Choice(["fitted", "standard"]),
-    default="fitted",
-    show_default=True,
-    help="Latents from the run's fitted mixture prior (what `vaegan sample` draws; fitted here for an "
-    "older run) or from N(0, I), to see what the fitted prior adds.",
+    type=click.Choice(PRIORS),
+    default=None,
+    help="Latents from a mixture fitted to the run's latents (fitted; fitted here and saved if the run "
+    "has none) or from N(0, I) (standard). Default: the run's own, what `vaegan sample` draws from its export.",
 )
 @click.option(
     "--images",
@@ -153,7 +153,7 @@ def eval_cmd(
     n: int,
     seed: int,
     temperature: float,
-    prior: str,
+    prior: str | None,
     images: Path | None,
     json_out: Path | None,
 ) -> None:

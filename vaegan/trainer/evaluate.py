@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -15,6 +16,7 @@ from vaegan.core.prior import LatentPrior
 from vaegan.trainer.checkpoint import PRIOR, fit_run_prior, load_model, load_prior
 from vaegan.trainer.data import Dataset, load_dataset, to_uint8
 from vaegan.trainer.metrics import get_classifier, missing_classes, score_images, vae_stats
+from vaegan.trainer.recipe import prior_of
 
 
 @dataclass
@@ -79,8 +81,8 @@ def space_name(data: Dataset) -> str:
 
 def run_prior(run_dir: str | Path, cfg: RunConfig, m, ref: Reference) -> LatentPrior | None:
     """The run's fitted latent prior; fitted now (and saved) for a run from before priors were fitted.
-    None for mode gan, which has no encoder to fit it to."""
-    if cfg.train.mode == "gan":
+    None for a run that samples N(0, I) (its recipe's or its own choice; mode gan has no encoder)."""
+    if prior_of(cfg) != "fitted":
         return None
     prior = load_prior(run_dir)
     if prior is None:
@@ -95,18 +97,20 @@ def evaluate_run(
     seed: int = 0,
     temperature: float = 1.0,
     ref: Reference | None = None,
-    prior: str = "fitted",
+    prior: str | None = None,
 ) -> Evaluation:
-    """Score n prior samples of a run, plus its encoder's statistics. prior: "fitted" (the run's
-    mixture, core/prior.py; what `vaegan sample` and the export draw from) or "standard"
-    (z ~ N(0, I)); temperature scales the spread either way."""
+    """Score n prior samples of a run, plus its encoder's statistics. prior: None (the run's own: what
+    `vaegan sample` and the export draw from), "fitted" (a mixture fitted to its latents,
+    core/prior.py) or "standard" (z ~ N(0, I)); temperature scales the spread either way."""
     if not 0 < temperature <= 10:
         raise ConfigError(f"temperature must be in (0, 10], got {temperature!r}")
-    if prior not in ("fitted", "standard"):
+    if prior not in (None, "fitted", "standard"):
         raise ConfigError(f"prior must be fitted or standard, got {prior!r}")
     cfg, m = load_model(run_dir)
     ref = ref or reference_data(cfg)
-    fitted = run_prior(run_dir, cfg, m, ref) if prior == "fitted" else None
+    if prior is not None and cfg.train.mode != "gan":  # the caller's choice over the run's
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, prior=prior))
+    fitted = run_prior(run_dir, cfg, m, ref)
     if fitted is not None:
         z = torch.from_numpy(fitted.sample(n, np.random.default_rng(seed), temperature))
     else:

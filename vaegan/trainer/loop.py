@@ -238,7 +238,7 @@ def train(
     last: dict[str, float] = {}
     # seconds kept for the final checkpoint, the prior's fit (2-3 s for 2,700 images, 128 components)
     # and the samples; updated as checkpoints are measured
-    reserve = 2.0 + (0.0 if tc.mode == "gan" else min(4.0, 0.02 * st.budget_s))
+    reserve = 2.0 + (min(4.0, 0.02 * st.budget_s) if recipe.prior_of(cfg) == "fitted" else 0.0)
     step_s = 0.0  # a recent step's duration: the budget must hold the next one too
     last_ckpt = last_samples = clock()
     st.models.train()
@@ -314,7 +314,7 @@ def train(
     st.elapsed_s = clock()
     save()  # every run ends with a checkpoint and samples, whatever stopped it
     z_last = None
-    if is_main and tc.mode != "gan":  # the prior samples are drawn from (core/prior.py), fitted once
+    if is_main and recipe.prior_of(cfg) == "fitted":  # the prior samples are drawn from (core/prior.py)
         prior = ckpt.fit_run_prior(st.models.encoder, train_set.images, tc.seed)
         prior.save(out / ckpt.PRIOR)
         z_last = torch.from_numpy(prior.sample(64, np.random.default_rng(1234))).to(device)

@@ -47,6 +47,9 @@ def train_defaults(image_size: int, channels: int, n_images: int, bf16: bool) ->
             "adv_fraction": 0.2,
             "amp": "off",
             "d_warmup": False,
+            # measured on the quick start: N(0, I) FD 62.7, precision 0.47, recall 0.98; a fitted
+            # mixture FD 67.9, precision 0.91, recall 0.27: the digits' posteriors fill the prior
+            "prior": "standard",
         }
     return {
         "batch_size": batch,
@@ -67,6 +70,9 @@ def train_defaults(image_size: int, channels: int, n_images: int, bf16: bool) ->
         # small reconstruction gradients) flipped D's logits in 4 steps and left D a constant
         # (hinge 2.0) for the rest of the run; at 1e-4 D kept separating real from fake.
         "d_warmup": True,
+        # N(0, I) falls between the images' posteriors on colour data: 16% confident vs 42% from a
+        # mixture fitted to them (docs/colour_experiments.md)
+        "prior": "fitted",
     }
 
 
@@ -141,6 +147,7 @@ def describe(cfg: RunConfig, n_images: int, chosen: list[str]) -> str:
         + " / "
         + mark("lr_d", f"D {tc.lr_d or 0:g}"),
         mark("d_warmup", "D from the first step" if tc.d_warmup else "D from the GAN stages"),
+        mark("prior", f"{tc.prior} prior"),
         mark("kl_weight", f"KL weight {tc.kl_weight or 0:g}"),
         mark("pixel_weight", f"pixel weight {tc.pixel_weight or 0:g}"),
         mark("foreground_weight", f"foreground weight {tc.foreground_weight or 0:g}"),
@@ -171,3 +178,13 @@ def format_duration(seconds: float) -> str:
     h, rest = divmod(s, 3600)
     m, s = divmod(rest, 60)
     return (f"{h}h" if h else "") + (f"{m}m" if m else "") + (f"{s}s" if s or not (h or m) else "")
+
+
+def prior_of(cfg: RunConfig) -> str:
+    """The prior a run samples from: its config's, or the recipe's for a run saved before the choice."""
+    if cfg.train.mode == "gan":
+        return "standard"  # no encoder to fit one to
+    if cfg.train.prior:
+        return str(cfg.train.prior)
+    mc = cfg.model
+    return str(train_defaults(mc.image_size, mc.channels, 1024, False)["prior"])
