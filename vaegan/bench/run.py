@@ -312,10 +312,8 @@ def ratios(rows: list[Row], tolerable: Callable[[Row], bool] = lambda r: True) -
             _median(dec, "torch-eager", "fp32", b),
             _median(dec, "vaegan-ort", "fp32", b),
         )
-        best = _fastest(r for r in dec if r.batch == b and r.engine.startswith("vaegan-") and tolerable(r))
-        peer = _fastest(r for r in dec if r.batch == b and not r.engine.startswith("vaegan-"))
-        if best and peer:
-            put(f"best_vaegan_vs_best_peer_b{b}", peer.median_ms, best.median_ms)
+    for pair in best_rows(rows, tolerable):
+        out[f"best_vaegan_vs_best_peer_b{pair['batch']}"] = pair["ratio"]
     if not batches:
         return out
     big = batches[-1]
