@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vaegan.config import ModelConfig, RunConfig, TrainConfig  # noqa: E402
 from vaegan.trainer import recipe  # noqa: E402
-from vaegan.trainer.loop import autocast_for  # noqa: E402
+from vaegan.trainer.loop import D_WARMUP_EVERY, autocast_for  # noqa: E402
 from vaegan.trainer.losses import background  # noqa: E402
 from vaegan.trainer.steps import TrainState, discriminator_step, generator_step  # noqa: E402
 
@@ -52,7 +52,9 @@ def _step(st, x, stage, tc, autocast, bg) -> None:
     for opt in (st.opt_e, st.opt_g):
         for group in opt.param_groups:
             group["lr"] = tc.lr
-    _, fake = generator_step(st, x, stage, tc, autocast, 1, bg)
+    warm_d = bool(tc.d_warmup) and st.step % D_WARMUP_EVERY == 0  # as the loop does
+    st.step += 1
+    _, fake = generator_step(st, x, stage, tc, autocast, 1, bg, warm_d)
     if fake is not None:
         discriminator_step(st, x, fake, tc, autocast, 1)
 

@@ -128,8 +128,14 @@ class TrainConfig:
     )
     diffaug: bool = opt(True, "DiffAugment on every image D sees.")
     ema_decay: float = opt(0.999, "EMA of decoder weights (export uses it).")
-    vae_fraction: float | None = None  # stage 1: VAE pretraining (default: from the recipe)
-    adv_fraction: float | None = None  # stage 2: adversarial warm-up, encoder frozen (recipe)
+    vae_fraction: float | None = opt(
+        None, "Share of the budget for stage 1, VAE pretraining (default: from the recipe)."
+    )
+    adv_fraction: float | None = opt(
+        None,
+        "Share of the budget for stage 2, the adversarial warm-up with the encoder frozen; the rest is "
+        "joint training (default: from the recipe).",
+    )
     val_fraction: float = 0.1
     seed: int = opt(0, "Seeds weights, noise and the train/val split.")
     amp: str | None = opt(

@@ -207,3 +207,24 @@ def test_sample_grid_is_capped_and_says_so(art_dir, tmp_path):
     assert "the grid shows the first 1024 of 1500" in r.stderr
     w, h = Image.open(tmp_path / "g.png").size
     assert w * h < 1200 * 1200 * 4
+
+
+def test_sample_draws_one_class_of_a_labelled_model(art_dir, tmp_path):
+    from vaegan.core.manifest import Manifest, read_prior
+
+    prior = read_prior(art_dir, Manifest.load(art_dir))
+    assert prior.class_names == tuple(str(d) for d in range(10))  # the digits, fitted per class
+    r = run_cli(
+        "sample", str(art_dir), "-n", "16", "--seed", "2", "--class", "7", "--out", str(tmp_path / "s.npz")
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("16 images of class 7")
+    with np.load(tmp_path / "s.npz") as z:
+        got = z["z"]
+    assert np.array_equal(got, prior.sample(16, np.random.default_rng(2), class_name="7"))
+    # each latent is nearest to one of class 7's component means
+    d = ((got[:, None, :] - prior.means[None]) ** 2).sum(-1)
+    assert (prior.classes[d.argmin(1)] == 7).mean() > 0.8
+    r = run_cli("sample", str(art_dir), "--class", "Z", "--out", str(tmp_path / "t.png"))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "no class 'Z'; the classes are 0, 1, 2" in r.stderr

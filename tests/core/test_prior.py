@@ -57,3 +57,34 @@ def test_the_fixture_samples_from_its_fitted_prior_and_refuses_a_swapped_one(art
     (art_copy / "prior.npz").write_bytes(_two_blobs().to_bytes())
     with pytest.raises(ArtifactCorrupt, match="sha256"):
         Sampler.load(art_copy, backend="ort")
+
+
+def test_a_labelled_fit_is_one_mixture_per_class_weighted_by_its_share():
+    from vaegan.core.prior import fit_prior
+
+    rng = np.random.default_rng(0)
+    # two classes, each two clusters; class 1 has three times the images
+    centres = {0: [(-6, -6), (-6, 6)], 1: [(6, -6), (6, 6)]}
+    mu, labels = [], []
+    for c, n in ((0, 100), (1, 300)):
+        for cx, cy in centres[c]:
+            mu.append(rng.normal((cx, cy), 0.3, size=(n // 2, 2)))
+            labels += [c] * (n // 2)
+    mu, labels = np.concatenate(mu), np.array(labels)
+    p = fit_prior(mu, seed=0, labels=labels, class_names=["left", "right"])
+    assert p.classes is not None and set(p.classes.tolist()) == {0, 1}
+    assert abs(p.weights[p.classes == 1].sum() - 0.75) < 1e-9  # the class's share of the images
+    # every component sits inside its own class's half of the plane
+    assert (np.sign(p.means[:, 0]) == np.where(p.classes == 1, 1, -1)).all()
+    z = p.sample(500, np.random.default_rng(1), class_name="left")
+    assert (z[:, 0] < 0).all()  # only class 0's components
+    q = LatentPrior.from_bytes(p.to_bytes())
+    assert np.array_equal(q.classes, p.classes) and q.class_names == ("left", "right")
+    assert "one mixture per class (2)" in q.describe()
+    with pytest.raises(ValueError, match="no class 'up'; the classes are left, right"):
+        p.sample(4, np.random.default_rng(0), class_name="up")
+    with pytest.raises(ValueError, match="not fitted per class"):
+        _two_blobs().sample(4, np.random.default_rng(0), class_name="left")
+    bad = LatentPrior(p.weights, p.means, p.chol, p.classes[:-1], p.class_names)  # one label short
+    with pytest.raises(ArtifactCorrupt, match="not a valid latent prior"):
+        LatentPrior.from_bytes(bad.to_bytes())

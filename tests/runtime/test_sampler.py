@@ -216,3 +216,20 @@ def test_one_sampler_is_safe_to_share_between_threads(art_dir, backend):
             got = list(pool.map(s.decode, zs))
     for e, g in zip(expected, got, strict=True):
         assert np.array_equal(e, g)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+@needs_openvino
+def test_openvino_splits_a_large_batch_across_streams_and_returns_the_same_images(art_dir, precision):
+    from vaegan.runtime.backends.openvino import SPLIT_MIN_BATCH
+
+    with Sampler.load(art_dir, backend="openvino", precision=precision) as s:
+        runner = s.decoder_runner
+        z = s.latents(SPLIT_MIN_BATCH, seed=4)
+        split = s.decode(z)
+        assert runner._local.streams, "a batch of SPLIT_MIN_BATCH ran on one request"
+        one_by_one = np.concatenate([s.decode(z[i : i + 1]) for i in range(len(z))])
+        runner._split = False
+        whole = s.decode(z)
+    assert np.abs(split.astype(int) - whole.astype(int)).max() <= 1
+    assert np.abs(split.astype(int) - one_by_one.astype(int)).max() <= 1

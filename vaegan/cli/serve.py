@@ -31,6 +31,12 @@ from vaegan.config import ServeConfig
     "backend and batch size.",
 )
 @click.option("--temperature", type=float, default=1.0, show_default=True, help="Scale of the prior latents.")
+@click.option(
+    "--class",
+    "class_name",
+    default=None,
+    help="Draw one class of a labelled training set (a folder per class): the prior is fitted per class.",
+)
 @click.option("--interpolate", is_flag=True, help="Write a strip interpolating between two seeded latents.")
 @click.option("--steps", type=int, default=10, show_default=True, help="Steps of the --interpolate strip.")
 @click.option(
@@ -48,6 +54,7 @@ def sample(
     out: Path,
     seed,
     temperature,
+    class_name,
     interpolate,
     steps,
     reconstruct,
@@ -88,8 +95,11 @@ def sample(
         z = s.interpolation_latents(za, zb, steps)
         images, cols, what = s.decode(z), steps, f"{steps} interpolation steps"
     else:
-        z = s.latents(n, seed=seed, temperature=temperature)
-        images, what = _decode_with_progress(s, z), f"{n} images"
+        z = s.latents(n, seed=seed, temperature=temperature, class_name=class_name)
+        images, what = (
+            _decode_with_progress(s, z),
+            f"{n} images" + (f" of class {class_name}" if class_name else ""),
+        )
     if out.suffix == ".png":
         if len(images) > GRID_MAX:
             click.echo(

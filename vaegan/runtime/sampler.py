@@ -114,7 +114,7 @@ class Sampler:
             }
             if "encoder" in runners:
                 info["encoder"] = asdict(runners["encoder"].info)
-            info["prior"] = f"fitted mixture of {prior.components}" if prior is not None else "N(0, I)"
+            info["prior"] = prior.describe() if prior is not None else "N(0, I)"
             sampler = cls(manifest, runners["decoder"], runners.get("encoder"), info, max_n)
             sampler.prior = prior
             return sampler
@@ -171,6 +171,17 @@ class Sampler:
         return int(n)
 
     def check_latents(self, z: Any) -> np.ndarray:
+        if (  # the common case, in a few attribute reads: at batch 1 every microsecond here showed
+            # up several times over in the engine's next call (docs/benchmarks.md)
+            type(z) is np.ndarray
+            and z.dtype == np.float32
+            and z.ndim == 2
+            and z.shape[1] == self.latent_dim
+            and 0 < z.shape[0] <= self.max_n
+            and z.flags.c_contiguous
+            and np.isfinite(z).all()
+        ):
+            return z
         try:
             z = np.asarray(z)
         except (ValueError, TypeError) as e:  # a ragged nested list, say
@@ -215,10 +226,13 @@ class Sampler:
         return np.ascontiguousarray(x)
 
     # ------------------------------------------------------------------ API
-    def latents(self, n: int, seed: int | None = None, temperature: float = 1.0) -> np.ndarray:
+    def latents(
+        self, n: int, seed: int | None = None, temperature: float = 1.0, class_name: str | None = None
+    ) -> np.ndarray:
         """The latents `sample` decodes, from the export's fitted prior (a Gaussian mixture over where
         the encoder put the training images, core/prior.py) or N(0, I) without one; temperature scales
-        their spread. The same seed gives the same latents on every backend."""
+        their spread. class_name: one class of a labelled training set (its prior is fitted per class).
+        The same seed gives the same latents on every backend."""
         n = self._check_n(n)
         t = None
         if not isinstance(temperature, bool | np.bool_) and isinstance(
@@ -237,6 +251,15 @@ class Sampler:
         ):
             raise InputError(f"seed must be a non-negative integer or None, got {seed!r}")
         rng = np.random.default_rng(seed)
+        if class_name is not None:
+            if self.prior is None:
+                raise InputError(
+                    "this export samples N(0, I): it has no prior fitted per class to draw one from"
+                )
+            try:
+                return self.prior.sample(n, rng, t, class_name=str(class_name))
+            except ValueError as e:
+                raise InputError(str(e)) from None
         if self.prior is not None:
             return self.prior.sample(n, rng, t)
         return rng.standard_normal((n, self.latent_dim), dtype=np.float32) * np.float32(t)

@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load
@@ -89,9 +90,16 @@ def load_model(run_dir: str | Path, device: str = "cpu") -> tuple[RunConfig, VAE
 
 
 @torch.no_grad()
-def fit_run_prior(encoder: Encoder, images: Any, seed: int, batch: int = 256) -> LatentPrior:
+def fit_run_prior(
+    encoder: Encoder,
+    images: Any,
+    seed: int,
+    labels: Any = None,
+    class_names: list[str] | None = None,
+    batch: int = 256,
+) -> LatentPrior:
     """The mixture prior of a trained encoder: fitted to its posterior means of `images` (uint8 NHWC,
-    the training split)."""
+    the training split), one mixture per class where `labels` (indices into class_names) are given."""
     from vaegan.trainer.data import to_tensor_range
 
     was = encoder.training
@@ -104,7 +112,9 @@ def fit_run_prior(encoder: Encoder, images: Any, seed: int, batch: int = 256) ->
         ]
     )
     encoder.train(was)
-    return fit_prior(mu.double().numpy(), seed)
+    if labels is None:
+        return fit_prior(mu.double().numpy(), seed)
+    return fit_prior(mu.double().numpy(), seed, labels=np.asarray(labels), class_names=class_names)
 
 
 def load_prior(run_dir: str | Path) -> LatentPrior | None:

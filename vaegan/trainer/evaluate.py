@@ -86,7 +86,9 @@ def run_prior(run_dir: str | Path, cfg: RunConfig, m, ref: Reference) -> LatentP
         return None
     prior = load_prior(run_dir)
     if prior is None:
-        prior = fit_run_prior(m.encoder, ref.train.images, cfg.train.seed)
+        prior = fit_run_prior(
+            m.encoder, ref.train.images, cfg.train.seed, ref.train.labels, ref.data.class_names
+        )
         prior.save(Path(run_dir) / PRIOR)
     return prior
 
@@ -129,6 +131,6 @@ def evaluate_run(
         "seed": seed,
         "n": n,
         "temperature": temperature,
-        "prior": f"fitted mixture of {fitted.components}" if fitted is not None else "N(0, I)",
+        "prior": fitted.describe() if fitted is not None else "N(0, I)",
     }
     return ev

@@ -44,6 +44,10 @@ from vaegan.trainer.steps import NonFinite, TrainState, discriminator_step, gene
 log = logging.getLogger("vaegan.train")
 STAGES = ("vae", "adversarial", "joint")
 TIME_CHECKPOINT_S = 60.0  # with a time budget: a checkpoint at most this often (and at the end)
+# with d_warmup, D trains on every this many VAE steps: each costs a decoder pass and a D step, and
+# on every step the VAE stage ran at 293 img/s against 462 without (letters64, AMX); D still meets
+# the GAN stages having taken over a thousand steps
+D_WARMUP_EVERY = 4
 
 
 @dataclass
@@ -68,6 +72,16 @@ def stage_at(fraction: float, tc: TrainConfig) -> str:
     if fraction < vae + adv:
         return "adversarial"
     return "joint"
+
+
+def encoder_decoder_lr(stage: str, tc: TrainConfig) -> float:
+    """The encoder's and decoder's learning rate in a stage: lr, and adv_lr in VAE-GAN's GAN stages (a
+    lower one keeps D from collapsing on 64x64 colour, recipe.py). A cosine decay over the VAE stage's
+    second half was tried on letters64 and dropped: a lower reconstruction loss when the GAN came on,
+    but PSNR 23.22 dB at the end against 23.78 (docs/colour_experiments.md)."""
+    if tc.mode == "vaegan" and stage in ("adversarial", "joint"):
+        return float(tc.gan_lr or 0.0)
+    return float(tc.lr or 0.0)
 
 
 def pick_device() -> torch.device:
@@ -264,14 +278,14 @@ def train(
             # D from collapsing. Measured on digits it cost more than it bought (docs/quality.md), so
             # the recipe keeps lr there; on 64x64 colour it is what keeps D alive (recipe.py). D trains
             # in the GAN stages, and from the first step with d_warmup, always at lr_d.
-            use_gan = stage in ("adversarial", "joint", "gan")
             for opt in (st.opt_e, st.opt_g):
                 for group in opt.param_groups:
-                    group["lr"] = tc.gan_lr if use_gan and tc.mode == "vaegan" else tc.lr
+                    group["lr"] = encoder_decoder_lr(stage, tc)
             t_step = time.time()
             try:
                 bg = None if bg_all is None else bg_all[idx]
-                losses, fake = generator_step(st, x, stage, tc, autocast, world, bg)
+                warm_d = bool(tc.d_warmup) and tc.mode == "vaegan" and st.step % D_WARMUP_EVERY == 0
+                losses, fake = generator_step(st, x, stage, tc, autocast, world, bg, warm_d)
                 if fake is not None:
                     losses |= discriminator_step(st, x, fake, tc, autocast, world)
             except NonFinite as e:
@@ -315,7 +329,9 @@ def train(
     save()  # every run ends with a checkpoint and samples, whatever stopped it
     z_last = None
     if is_main and recipe.prior_of(cfg) == "fitted":  # the prior samples are drawn from (core/prior.py)
-        prior = ckpt.fit_run_prior(st.models.encoder, train_set.images, tc.seed)
+        prior = ckpt.fit_run_prior(
+            st.models.encoder, train_set.images, tc.seed, train_set.labels, data.class_names
+        )
         prior.save(out / ckpt.PRIOR)
         z_last = torch.from_numpy(prior.sample(64, np.random.default_rng(1234))).to(device)
     write_samples("last", z_last)

@@ -112,10 +112,12 @@ def generator_step(
     autocast: Any,
     world: int,
     bg: torch.Tensor | None = None,
+    warm_d: bool = False,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
     """One optimiser step of the encoder (VAE and joint stages) and decoder; returns the losses and
-    the decoded prior samples D learns from next (None in the VAE stage unless tc.d_warmup). bg: the batch's
-    background colours for the foreground weight (computed from x when None)."""
+    the decoded prior samples D learns from next (None in the VAE stage unless warm_d: the loop asks
+    for them on some VAE steps with tc.d_warmup). bg: the batch's background colours for the
+    foreground weight (computed from x when None)."""
     m = st.models
     use_gan = stage in ("adversarial", "joint", "gan")
     train_encoder = stage in ("vae", "joint")
@@ -150,9 +152,7 @@ def generator_step(
                     )
                 losses["gan"], losses["gan_w"] = gan, torch.as_tensor(w)
                 g_total = g_total + w * gan
-    if (
-        fake is None and stage == "vae" and tc.d_warmup and tc.mode == "vaegan"
-    ):  # D learns alongside; the decoder does not see it
+    if fake is None and stage == "vae" and warm_d:  # D learns alongside; the decoder does not see it
         with torch.no_grad(), autocast():
             fake = m.decoder(z_prior)
     losses["total"] = g_total
