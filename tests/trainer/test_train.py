@@ -75,6 +75,17 @@ def test_each_network_trains_at_its_own_rate(tmp_path):
     assert rates == {"opt_e": 2e-4, "opt_g": 2e-4, "opt_d": 3e-3}
 
 
+def test_d_warmup_trains_d_on_every_fourth_vae_step(tmp_path):
+    from vaegan.trainer.loop import D_WARMUP_EVERY
+
+    out = tmp_path / "warm"
+    train(tiny_run_config(max_steps=9, vae_fraction=1.0, adv_fraction=0.0, d_warmup=True), out, progress=False)
+    st = load_state(out)
+    d_steps = {int(v["step"]) for v in st["opt_d"]["state"].values()}
+    assert d_steps == {len(range(0, 9, D_WARMUP_EVERY))}  # steps 0, 4, 8
+    assert {int(v["step"]) for v in st["opt_g"]["state"].values()} == {9}
+
+
 def test_nan_guard_stops_with_a_resumable_checkpoint(tmp_path):
     out = tmp_path / "nan"
     with pytest.raises(TrainingDiverged, match=r"diverged at step \d+.*--resume"):
@@ -284,11 +295,11 @@ def test_recipe_follows_the_data_and_keeps_what_the_user_set():
         "off",
     )
     rgb, _ = recipe.resolve(
-        RunConfig(ModelConfig(image_size=64, channels=3), TrainConfig(kl_weight=0.5)), 2700
+        RunConfig(ModelConfig(image_size=64, channels=3), TrainConfig(kl_weight=0.3)), 2700
     )
-    assert rgb.model.latent_dim == 32 and rgb.train.kl_weight == 0.5 and rgb.train.pixel_weight == 1.0
+    assert rgb.model.latent_dim == 32 and rgb.train.kl_weight == 0.3 and rgb.train.pixel_weight == 1.0
     line = recipe.describe(rgb, 2700, [k for k in chosen if k != "kl_weight"])
-    assert line.startswith("recipe for 2700 images of 64x64x3 (RGB)") and "KL weight 0.5*" in line
+    assert line.startswith("recipe for 2700 images of 64x64x3 (RGB)") and "KL weight 0.3*" in line
     assert recipe.parse_duration("15m") == 900 and recipe.parse_duration("1h30m") == 5400
     assert recipe.parse_duration("900s") == recipe.parse_duration("900") == 900
     with pytest.raises(ValueError, match="not a duration"):

@@ -55,8 +55,10 @@ def train_defaults(image_size: int, channels: int, n_images: int, bf16: bool) ->
         "batch_size": batch,
         "lr": 1e-3,
         "lr_d": 1e-3,
-        # KL per pixel is tiny at 12,288 values per image: the weight keeps the prior matched
-        "kl_weight": 1.0,
+        # samples come from a prior fitted after training (core/prior.py), so the KL term need not hold
+        # the posteriors on N(0, I): halving it gave sharper samples and reconstructions both
+        # (letters64, 15 minutes: confident 0.569 -> 0.619, FD 49 -> 31, PSNR 23.78 -> 23.94 dB)
+        "kl_weight": 0.5,
         # 4 (a pixel term four times D's feature term in the GAN stages) was measured: FD 42 vs 49,
         # confident 0.58 vs 0.57, but PSNR 23.4 vs 23.8 dB (docs/colour_experiments.md)
         "pixel_weight": 1.0,
