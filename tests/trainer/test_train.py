@@ -79,7 +79,9 @@ def test_d_warmup_trains_d_on_every_fourth_vae_step(tmp_path):
     from vaegan.trainer.loop import D_WARMUP_EVERY
 
     out = tmp_path / "warm"
-    train(tiny_run_config(max_steps=9, vae_fraction=1.0, adv_fraction=0.0, d_warmup=True), out, progress=False)
+    train(
+        tiny_run_config(max_steps=9, vae_fraction=1.0, adv_fraction=0.0, d_warmup=True), out, progress=False
+    )
     st = load_state(out)
     d_steps = {int(v["step"]) for v in st["opt_d"]["state"].values()}
     assert d_steps == {len(range(0, 9, D_WARMUP_EVERY))}  # steps 0, 4, 8
