@@ -60,6 +60,9 @@ def test_the_fixture_samples_from_its_fitted_prior_and_refuses_a_swapped_one(art
 
 
 def test_a_labelled_fit_is_one_mixture_per_class_weighted_by_its_share():
+    pytest.importorskip(
+        "sklearn", reason="fitting needs scikit-learn (the trainer's); the runtime only samples"
+    )
     from vaegan.core.prior import fit_prior
 
     rng = np.random.default_rng(0)
