@@ -127,7 +127,11 @@ class TrainConfig:
         "match for the decoder when the GAN turns on (default: from the recipe).",
     )
     diffaug: bool = opt(True, "DiffAugment on every image D sees.")
-    ema_decay: float = opt(0.999, "EMA of decoder weights (export uses it).")
+    ema_decay: float | None = opt(
+        None,
+        "Decay of the EMA of the encoder and decoder weights, which is what the run saves and exports "
+        "(default: from the recipe).",
+    )
     vae_fraction: float | None = opt(
         None, "Share of the budget for stage 1, VAE pretraining (default: from the recipe)."
     )
@@ -187,7 +191,7 @@ class TrainConfig:
                 raise ConfigError(
                     f"{name.replace('_', ' ')} must be zero or positive, got {getattr(self, name)}"
                 )
-        if not 0.0 <= self.ema_decay < 1.0:
+        if self.ema_decay is not None and not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema decay must be in [0, 1), got {self.ema_decay}")
         if not 0.0 < self.val_fraction < 0.5:
             raise ConfigError(f"val fraction must be in (0, 0.5), got {self.val_fraction}")

@@ -34,11 +34,15 @@ def test_checkpoint_round_trip(trained_run):
     cfg, m = load_model(trained_run)
     st = load_state(trained_run)
     assert st["step"] == 30
-    ema = {k.removeprefix("module."): v for k, v in st["ema"].items() if k.startswith("module.")}
-    for k, v in m.decoder.state_dict().items():
-        assert torch.equal(v, ema[k]), k  # export uses the EMA decoder
-    for k, v in m.encoder.state_dict().items():
-        assert torch.equal(v, st["encoder"][k]), k
+    for name, module in (("ema", m.decoder), ("ema_encoder", m.encoder)):  # the run ships the EMAs
+        ema = {k.removeprefix("module."): v for k, v in st[name].items() if k.startswith("module.")}
+        for k, v in module.state_dict().items():
+            assert torch.equal(v, ema[k]), k
+    assert any(
+        not torch.equal(v, st["encoder"][k])
+        for k, v in m.encoder.state_dict().items()
+        if v.is_floating_point()
+    )
     assert cfg.model.image_size == 16 and cfg.data_key and cfg.class_names[0] == "0"
 
 
@@ -86,6 +90,25 @@ def test_d_warmup_trains_d_on_every_fourth_vae_step(tmp_path):
     d_steps = {int(v["step"]) for v in st["opt_d"]["state"].values()}
     assert d_steps == {len(range(0, 9, D_WARMUP_EVERY))}  # steps 0, 4, 8
     assert {int(v["step"]) for v in st["opt_g"]["state"].values()} == {9}
+
+
+def test_a_state_from_before_the_encoder_ema_resumes(tmp_path):
+    # train_state.pt written by an earlier vaegan has no "ema_encoder": the run resumes with the
+    # encoder as saved, also when there is nothing left to train (the weights it rewrites are real)
+    out = tmp_path / "old"
+    train(tiny_run_config(max_steps=4), out, progress=False)
+    st = load_state(out)
+    del st["ema_encoder"]
+    torch.save(st, out / "train_state.pt")
+    train(tiny_run_config(max_steps=4), out, resume=True, progress=False)
+    _, m = load_model(out)
+    assert all(torch.equal(v, st["encoder"][k]) for k, v in m.encoder.state_dict().items())
+    train(tiny_run_config(max_steps=8), out, resume=True, progress=False)
+    again = load_state(out)
+    assert again["step"] == 8 and "ema_encoder" in again
+    _, m = load_model(out)
+    ema = {k.removeprefix("module."): v for k, v in again["ema_encoder"].items() if k.startswith("module.")}
+    assert all(torch.equal(v, ema[k]) for k, v in m.encoder.state_dict().items())
 
 
 def test_nan_guard_stops_with_a_resumable_checkpoint(tmp_path):
@@ -300,8 +323,17 @@ def test_recipe_follows_the_data_and_keeps_what_the_user_set():
         RunConfig(ModelConfig(image_size=64, channels=3), TrainConfig(kl_weight=0.3)), 2700
     )
     assert rgb.model.latent_dim == 32 and rgb.train.kl_weight == 0.3 and rgb.train.pixel_weight == 1.0
+    assert (digits.train.ema_decay, rgb.train.ema_decay) == (0.999, 0.9995)
     line = recipe.describe(rgb, 2700, [k for k in chosen if k != "kl_weight"])
     assert line.startswith("recipe for 2700 images of 64x64x3 (RGB)") and "KL weight 0.3*" in line
+    assert "EMA 0.9995," in line
+    for mode, absent, present in (("vae", "D width", "KL weight"), ("gan", "KL weight", "D width")):
+        ablation, chosen = recipe.resolve(
+            RunConfig(ModelConfig(image_size=64, channels=3), TrainConfig(mode=mode)), 2700
+        )
+        line = recipe.describe(ablation, 2700, chosen)  # only what the mode uses
+        assert absent not in line and present in line and f"mode {mode}" in line
+    assert "standard prior" in line and "GAN stages" not in line
     assert recipe.parse_duration("15m") == 900 and recipe.parse_duration("1h30m") == 5400
     assert recipe.parse_duration("900s") == recipe.parse_duration("900") == 900
     with pytest.raises(ValueError, match="not a duration"):

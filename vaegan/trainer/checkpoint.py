@@ -1,6 +1,6 @@
 """The run directory: weights, config, resumable train state. Every file is written atomically.
 
-- model.safetensors   encoder.* and decoder.* (the EMA decoder): what eval and export read
+- model.safetensors   encoder.* and decoder.* (their EMAs): what eval and export read
 - config.json         RunConfig: everything needed to rebuild the networks
 - train_state.pt      all networks, optimisers, step and RNG, self-contained so a kill between two
                       file renames can never pair weights of one step with optimisers of another
@@ -41,14 +41,15 @@ def save_weights(path: Path, encoder: Encoder, decoder: Decoder, cfg: RunConfig,
     write_bytes(path, st_save(tensors, metadata=meta))
 
 
-def save_run(out: Path, cfg: RunConfig, models: VAEGAN, ema_decoder: Decoder, state: dict[str, Any]) -> None:
-    """Write config.json, then train_state.pt, then model.safetensors (each atomic on its own), so a
-    kill at any point leaves a config beside any state it could resume."""
+def save_run(out: Path, cfg: RunConfig, encoder: Encoder, decoder: Decoder, state: dict[str, Any]) -> None:
+    """Write config.json, then train_state.pt, then model.safetensors (the encoder and decoder given:
+    the run's EMAs), each atomic on its own, so a kill at any point leaves a config beside any state
+    it could resume."""
     write_json(out / CONFIG, cfg.to_dict())
     buf = io.BytesIO()
     torch.save(state, buf)
     write_bytes(out / STATE, buf.getvalue())
-    save_weights(out / WEIGHTS, models.encoder, ema_decoder, cfg, int(state["step"]))
+    save_weights(out / WEIGHTS, encoder, decoder, cfg, int(state["step"]))
 
 
 def load_state(run_dir: Path) -> dict[str, Any]:

@@ -212,14 +212,14 @@ def train(
             dist.all_gather_object(gathered, rng[0])
             rng = gathered
         if is_main:
-            ckpt.save_run(out, cfg, st.models, st.ema_decoder, st.state_dict(rng))
+            ckpt.save_run(out, cfg, st.ema_encoder, st.ema_decoder, st.state_dict(rng))
         if world > 1:
             dist.barrier()
 
     def write_samples(name: str, z: torch.Tensor | None = None) -> None:
         if not is_main:
             return
-        dec, enc = st.ema_decoder, st.models.encoder
+        dec, enc = st.ema_decoder, st.ema_encoder
         was = enc.training
         dec.eval()
         enc.eval()
@@ -330,7 +330,7 @@ def train(
     z_last = None
     if is_main and recipe.prior_of(cfg) == "fitted":  # the prior samples are drawn from (core/prior.py)
         prior = ckpt.fit_run_prior(
-            st.models.encoder, train_set.images, tc.seed, train_set.labels, data.class_names
+            st.ema_encoder, train_set.images, tc.seed, train_set.labels, data.class_names
         )
         prior.save(out / ckpt.PRIOR)
         z_last = torch.from_numpy(prior.sample(64, np.random.default_rng(1234))).to(device)

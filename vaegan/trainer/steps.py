@@ -13,7 +13,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from vaegan.config import ModelConfig, TrainConfig
 from vaegan.trainer.losses import adaptive_weight, discriminator_loss, generator_gan_loss, vae_losses
-from vaegan.trainer.models import VAEGAN, Decoder, build_models
+from vaegan.trainer.models import VAEGAN, Decoder, Encoder, build_models
 
 
 def _ema_avg(decay: float):
@@ -27,11 +27,16 @@ def _ema_avg(decay: float):
 # ------------------------------------------------------------------------------------ the state
 @dataclass
 class TrainState:
-    """Everything a resumed run needs: networks, EMA decoder, optimisers, scaler, the step, the
-    training time spent (across resumes), the time budget and the furthest stage reached."""
+    """Everything a resumed run needs: networks, their EMAs, optimisers, scaler, the step, the
+    training time spent (across resumes), the time budget and the furthest stage reached.
+
+    The run ships the EMA encoder with the EMA decoder: the live encoder is fitted to the live
+    decoder, and paired with a decoder averaged over the last thousand steps it reconstructs worse
+    than the two averages do together (docs/colour_experiments.md)."""
 
     models: VAEGAN
     ema: AveragedModel
+    ema_enc: AveragedModel
     opt_e: torch.optim.Optimizer
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
@@ -45,10 +50,11 @@ class TrainState:
     def create(cls, mc: ModelConfig, tc: TrainConfig, device: torch.device, fp16: bool) -> TrainState:
         m = build_models(mc).to(device)
         m.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # 1.5x on CPU convs (measured)
-        lr, betas = float(tc.lr or 0.0), tc.betas
+        lr, betas, decay = float(tc.lr or 0.0), tc.betas, float(tc.ema_decay or 0.0)
         return cls(
             models=m,
-            ema=AveragedModel(m.decoder, avg_fn=_ema_avg(tc.ema_decay), use_buffers=True),
+            ema=AveragedModel(m.decoder, avg_fn=_ema_avg(decay), use_buffers=True),
+            ema_enc=AveragedModel(m.encoder, avg_fn=_ema_avg(decay), use_buffers=True),
             opt_e=torch.optim.Adam(m.encoder.parameters(), lr=lr, betas=betas),
             opt_g=torch.optim.Adam(m.decoder.parameters(), lr=lr, betas=betas),
             opt_d=torch.optim.Adam(m.discriminator.parameters(), lr=float(tc.lr_d or 0.0), betas=betas),
@@ -58,6 +64,10 @@ class TrainState:
     @property
     def ema_decoder(self) -> Decoder:
         return cast(Decoder, self.ema.module)
+
+    @property
+    def ema_encoder(self) -> Encoder:
+        return cast(Encoder, self.ema_enc.module)
 
     def state_dict(self, rng: list[torch.Tensor]) -> dict[str, Any]:
         m = self.models
@@ -70,6 +80,7 @@ class TrainState:
             "decoder": m.decoder.state_dict(),
             "discriminator": m.discriminator.state_dict(),
             "ema": self.ema.state_dict(),
+            "ema_encoder": self.ema_enc.state_dict(),
             "opt_e": self.opt_e.state_dict(),
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
@@ -84,6 +95,10 @@ class TrainState:
         m.decoder.load_state_dict(st["decoder"])
         m.discriminator.load_state_dict(st["discriminator"])
         self.ema.load_state_dict(st["ema"])
+        if "ema_encoder" in st:
+            self.ema_enc.load_state_dict(st["ema_encoder"])
+        else:  # a state saved before the encoder had an EMA: it starts from the encoder as saved
+            self.ema_enc.update_parameters(m.encoder)
         self.opt_e.load_state_dict(st["opt_e"])
         self.opt_g.load_state_dict(st["opt_g"])
         self.opt_d.load_state_dict(st["opt_d"])
@@ -166,6 +181,7 @@ def generator_step(
         st.scaler.step(st.opt_e)
     st.scaler.step(st.opt_g)
     st.ema.update_parameters(m.decoder)
+    st.ema_enc.update_parameters(m.encoder)
     return losses, fake
 
 
