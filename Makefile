@@ -31,7 +31,7 @@ setup: $(VENV)/.installed
 
 ## One command: set up, train on the bundled digits, evaluate, export every precision, sample.
 quickstart: setup
-	$(VENV)/bin/vaegan train --data digits --epochs $(EPOCHS) --out $(RUN) $(if $(wildcard $(RUN)/train_state.pt),--resume $(RUN),)
+	$(VENV)/bin/vaegan train --data digits --epochs $(EPOCHS) --out $(RUN) $(if $(wildcard $(RUN)/config.json),--resume $(RUN),)
 	$(VENV)/bin/vaegan eval $(RUN) --json $(RUN)/eval.json
 	$(VENV)/bin/vaegan eval $(RUN) --temperature 0.7 --json $(RUN)/eval_t0.7.json
 	$(VENV)/bin/vaegan export $(RUN) --out $(ART) --precision fp32,fp16,int8 --openvino --triton --force

@@ -40,13 +40,17 @@ class ArtifactCheck:
 class Report:
     machine: list[Check] = field(default_factory=list)
     artifacts: list[ArtifactCheck] = field(default_factory=list)
-    usable: list[str] = field(default_factory=list)  # "backend/precision" with a loadable decoder
+    usable: list[str] = field(default_factory=list)  # "backend/precision" with a decoder that ran here
+    prior: Check | None = None  # the latent prior samples are drawn from, loaded as serve loads it
     art_dir: str | None = None
     error: str | None = None
 
     @property
     def ok(self) -> bool:
-        return self.art_dir is None or bool(self.usable)
+        """What serve and sample would do here: the dir loads, its prior loads, a decoder runs."""
+        if self.art_dir is None:
+            return True
+        return self.error is None and bool(self.usable) and (self.prior is None or self.prior.ok)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "ok": self.ok}
@@ -174,7 +178,23 @@ def machine_checks() -> list[Check]:
     return out
 
 
+def check_prior(art_dir: Path) -> Check:
+    """The prior, read exactly as Sampler.load reads it (sha256, size bounds, every field)."""
+    from vaegan.core.manifest import Manifest, read_prior
+
+    m = Manifest.load(art_dir)
+    try:
+        prior = read_prior(art_dir, m)
+    except VaeganError as e:
+        return Check("prior", False, str(e), "re-export the artifacts with `vaegan export RUN --out ART_DIR`")
+    if prior is None or m.prior is None:
+        return Check("prior", True, "N(0, I)")
+    return Check("prior", True, f"{m.prior['path']}: {prior.describe()}")
+
+
 def check_artifacts(art_dir: Path) -> tuple[list[ArtifactCheck], list[str]]:
+    import numpy as np
+
     from vaegan.core.manifest import Manifest, conformance_summary, read_verified
     from vaegan.runtime.backends import BACKEND_OF, load_runner
 
@@ -185,8 +205,14 @@ def check_artifacts(art_dir: Path) -> tuple[list[ArtifactCheck], list[str]]:
         if a.conformance:
             c.tensorrt_import = conformance_summary(a.conformance)
         try:
-            runner = load_runner(BACKEND_OF[a.format], read_verified(art_dir, a), a, None, 1, expect=a)
-            runner.close()
+            with load_runner(BACKEND_OF[a.format], read_verified(art_dir, a), a, None, 1, expect=a) as runner:
+                if a.component == "decoder":  # one image, as serve's first request would
+                    (image,) = runner.run(np.zeros((1, m.latent_dim), np.float32))
+                    if image.shape != (1, *m.image_shape) or image.dtype != np.uint8:
+                        raise ArtifactCorrupt(
+                            f"{a.path} gave a {image.dtype} {list(image.shape)} image, the manifest says "
+                            f"uint8 {[1, *m.image_shape]}: re-export"
+                        )
             c.loadable = True
             if a.component == "decoder":
                 usable.append(f"{BACKEND_OF[a.format]}/{a.precision}")
@@ -215,6 +241,7 @@ def run_doctor(art_dir: str | Path | None = None) -> Report:
     if art_dir is not None:
         try:
             r.artifacts, r.usable = check_artifacts(Path(art_dir))
+            r.prior = check_prior(Path(art_dir))
         except VaeganError as e:
             r.error = str(e)
     return r
@@ -239,9 +266,20 @@ def format_report(r: Report) -> str:
             if not a.loadable:
                 line += f"\n       why: {a.reason}\n       fix: {a.fix}"
             lines.append(line)
+        if r.prior is not None:
+            p = r.prior
+            lines.append(
+                f"  {'ok ' if p.ok else 'no '}{'prior':<32} {p.detail}"
+                if p.ok
+                else f"  no prior\n       why: {p.detail}\n       fix: {p.fix}"
+            )
         lines.append("")
-        if r.usable:
+        if r.ok:
             lines.append("Usable here: " + ", ".join(r.usable))
+        elif r.usable:
+            lines.append(
+                "Not usable: the decoders load, but `vaegan serve` and `sample` would refuse the dir (see above)."
+            )
         else:
             lines.append("Nothing in this artifact dir can run here (see the fixes above).")
     return "\n".join(lines)

@@ -5,8 +5,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vaegan.core.manifest import Manifest, conformance_summary
+from vaegan.core.errors import VaeganError
+from vaegan.core.manifest import Manifest, conformance_summary, read_prior
 from vaegan.core.text import text_table
+
+
+def _prior_line(m: Manifest, art_dir: Path) -> str:
+    """The prior as it loads (as `serve` would load it), never as the manifest alone describes it."""
+    if not m.prior:
+        return "N(0, I)"
+    try:
+        prior = read_prior(art_dir, m)
+    except VaeganError as e:
+        return f"nothing: {m.prior['path']} does not load ({e})"
+    return f"{prior.describe()}, over the training images' latents ({m.prior['path']})"
 
 
 def format_manifest(m: Manifest, art_dir: Path) -> str:
@@ -25,12 +37,7 @@ def format_manifest(m: Manifest, art_dir: Path) -> str:
     )
     if m.run.get("quality_space"):
         out.append(f"quality measured in: {m.run['quality_space']}")
-    out.append(
-        f"samples drawn from: a mixture of {m.prior['components']} Gaussians fitted to the training images' "
-        f"latents ({m.prior['path']})"
-        if m.prior
-        else "samples drawn from: N(0, I)"
-    )
+    out.append(f"samples drawn from: {_prior_line(m, art_dir)}")
     rows: list[tuple] = [
         (
             "artifact",

@@ -25,13 +25,17 @@ def test_parent_dirs_are_made_and_bytes_round_trip(tmp_path):
 
 
 def test_stale_temps_are_removed_and_nothing_else(tmp_path):
-    for name in (".model.safetensors.k9x2.tmp", ".train_state.pt.a1b2.tmp"):
+    for name in (".model.safetensors.k9x2_b7q.tmp", ".train_state.pt.a1b2c3d4.tmp"):  # mkstemp's names
         (tmp_path / name).write_bytes(b"half a file")
     (tmp_path / "notes.tmp").write_text("the user's")  # not a hidden temp of atomic_write's
+    (tmp_path / ".notes.tmp").write_text("the user's")  # hidden, but not mkstemp's .NAME.XXXXXXXX.tmp
     (tmp_path / ".dir.tmp").mkdir()  # a directory is never removed
     removed = vio.remove_stale_temps(tmp_path)
-    assert sorted(p.name for p in removed) == [".model.safetensors.k9x2.tmp", ".train_state.pt.a1b2.tmp"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".dir.tmp", "notes.tmp"]
+    assert sorted(p.name for p in removed) == [
+        ".model.safetensors.k9x2_b7q.tmp",
+        ".train_state.pt.a1b2c3d4.tmp",
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".dir.tmp", ".notes.tmp", "notes.tmp"]
 
 
 def test_a_torn_last_jsonl_line_is_skipped(tmp_path):

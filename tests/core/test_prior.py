@@ -32,10 +32,10 @@ def test_a_prior_round_trips_and_a_damaged_one_is_refused():
     with pytest.raises(ArtifactCorrupt, match="not a latent prior"):
         LatentPrior.from_bytes(b"PK\x03\x04 not really")
     bad = LatentPrior(np.array([0.5, 0.6]), p.means, p.chol)  # weights do not sum to 1
-    with pytest.raises(ArtifactCorrupt, match="not a valid latent prior"):
+    with pytest.raises(ArtifactCorrupt, match="weights are not a distribution"):
         LatentPrior.from_bytes(bad.to_bytes())
     nan = LatentPrior(p.weights, p.means * np.nan, p.chol)
-    with pytest.raises(ArtifactCorrupt, match="not a valid latent prior"):
+    with pytest.raises(ArtifactCorrupt, match="means hold NaN or inf"):
         LatentPrior.from_bytes(nan.to_bytes())
 
 
@@ -89,5 +89,5 @@ def test_a_labelled_fit_is_one_mixture_per_class_weighted_by_its_share():
     with pytest.raises(ValueError, match="not fitted per class"):
         _two_blobs().sample(4, np.random.default_rng(0), class_name="left")
     bad = LatentPrior(p.weights, p.means, p.chol, p.classes[:-1], p.class_names)  # one label short
-    with pytest.raises(ArtifactCorrupt, match="not a valid latent prior"):
+    with pytest.raises(ArtifactCorrupt, match=r"classes are \(39,\), not \[40\]"):
         LatentPrior.from_bytes(bad.to_bytes())

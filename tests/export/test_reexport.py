@@ -82,11 +82,26 @@ def test_out_as_a_symlink_to_a_dir_is_followed(trained_run, first_export, tmp_pa
 
 @pytest.mark.reliability("round2", "export --out . --force")
 def test_out_dot_with_force(trained_run, first_export, tmp_path):
+    """Into an earlier export in the working directory: refused in one line (the swap would leave the
+    caller's shell in the retired dir), the export untouched."""
     here = tmp_path / "here"
     shutil.copytree(first_export, here)
+    before = (here / "manifest.json").read_bytes()
+    r = run_cli("export", str(trained_run.resolve()), "--out", ".", "--force", *FAST, cwd=here)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "current directory" in r.stderr, r.stderr
+    assert (here / "manifest.json").read_bytes() == before
+
+
+@pytest.mark.reliability("round3", "export --out . in an empty working directory keeps the shell's dir")
+def test_out_dot_in_an_empty_dir_is_filled_in_place(trained_run, tmp_path):
+    here = tmp_path / "here"
+    here.mkdir()
+    inode = here.stat().st_ino
     r = run_cli("export", str(trained_run.resolve()), "--out", ".", "--force", *FAST, cwd=here)
     assert r.returncode == 0, r.stderr
+    assert here.stat().st_ino == inode  # the same directory, not a new one swapped in
     assert Manifest.load(here).find("decoder", "fp32", "onnx") is not None
+    assert [p.name for p in tmp_path.iterdir()] == ["here"]  # no staging dir left beside it
 
 
 def test_a_killed_exports_leftovers_are_removed_and_nothing_else(trained_run, tmp_path):

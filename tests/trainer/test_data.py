@@ -90,3 +90,42 @@ def test_split_is_deterministic_and_disjoint():
     assert np.array_equal(a_val.images, b_val.images)
     assert not np.array_equal(a_train.images[:50], c_train.images[:50])
     assert len(a_train.images) + len(a_val.images) == 1797
+
+
+@pytest.mark.reliability("round3", "a PNG whose header claims 20000x20000 in a training folder")
+def test_a_decompression_bomb_is_skipped_with_one_line(tmp_path):
+    import struct
+    import zlib
+
+    from tests.conftest import TINY, run_cli
+
+    folder = tmp_path / "data"
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):
+        (folder / label).mkdir(parents=True)
+        for i in range(24):
+            Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8)).save(folder / label / f"{i}.png")
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    def header_only_png(side: int) -> bytes:  # a grey PNG of side x side: a few bytes on disk
+        ihdr = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+        return (
+            b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", ihdr)
+            + chunk(b"IDAT", zlib.compress(b""))
+            + chunk(b"IEND", b"")
+        )
+
+    (folder / "a" / "bomb.png").write_bytes(header_only_png(20000))  # Pillow's own limit refuses it
+    (folder / "a" / "big.png").write_bytes(header_only_png(5000))  # under Pillow's, over vaegan's
+    r = run_cli(
+        "train", "--data", str(folder), *TINY, "--max-steps", "2", "--quiet", "--out", str(tmp_path / "run")
+    )
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr and "DecompressionBomb" not in r.stderr
+    skipped = sorted((tmp_path / "run" / "skipped_files.txt").read_text().splitlines())
+    assert len(skipped) == 2, skipped
+    assert "big.png: 5000x5000 is over 16 megapixels" in skipped[0]
+    assert "bomb.png: its header claims over 16 megapixels" in skipped[1]

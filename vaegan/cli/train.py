@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from vaegan.cli.app import cli, fail
+from vaegan.cli.app import cli
 from vaegan.cli.options import dir_option, duration, option_from, options_from
 from vaegan.config import AMP_CHOICES, GAN_LOSSES, MODES, PRIORS, ModelConfig, RunConfig, TrainConfig
 
@@ -88,8 +88,6 @@ def train(ctx: click.Context, out: Path, resume: Path | None, quiet: bool, **o: 
         tc = TrainConfig(**{k: v for k, v in o.items() if k not in model_keys}).validate()
         cfg = RunConfig(model=mc, train=tc)
         infer = {k for k in ("image_size", "channels") if o[k] is None}
-        if (out / "train_state.pt").exists():
-            fail(f"{out} already holds a run: pass --resume {out} to continue it, or choose another --out")
     if quiet:
         logging.getLogger("vaegan").setLevel(logging.WARNING)
     res = run_training(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 from PIL import Image
@@ -113,8 +114,31 @@ def fit_image(img: Image.Image, size: int | tuple[int, int], channels: int) -> n
     return a[..., None] if a.ndim == 2 else a
 
 
+MAX_PIXELS = 16_000_000  # far above any training size (16..128): a larger image is a mistake or a bomb
+
+
+def open_image(src: str | Path | IO[bytes], name: str | None = None) -> Image.Image:
+    """A PNG/JPEG/BMP, decoded; DataError naming it when it is not one, or when its header claims
+    more than MAX_PIXELS (checked before any pixel is decoded: a 20000x20000 header is a few bytes)."""
+    from PIL import UnidentifiedImageError
+
+    name = name or str(src)
+    try:
+        img = Image.open(src)
+        if img.width * img.height > MAX_PIXELS:
+            raise DataError(
+                f"{name}: {img.width}x{img.height} is over {MAX_PIXELS // 1_000_000} megapixels; resize it"
+            )
+        img.load()
+    except Image.DecompressionBombError:  # Pillow's own limit, hit at open for the largest headers
+        raise DataError(
+            f"{name}: its header claims over {MAX_PIXELS // 1_000_000} megapixels; resize it"
+        ) from None
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise DataError(f"{name}: unreadable ({type(e).__name__}: {e})") from None
+    return img
+
+
 def load_image(path: str | Path, size: int | tuple[int, int], channels: int) -> np.ndarray:
     """A user's image file -> uint8 [size,size,C] at the model's size."""
-    img = Image.open(path)
-    img.load()
-    return fit_image(img, size, channels)
+    return fit_image(open_image(path), size, channels)

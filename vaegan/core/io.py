@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,13 +42,21 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
         raise
 
 
+_TEMP = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")  # what atomic_write's mkstemp names: .NAME.XXXXXXXX.tmp
+
+
+def is_temp(name: str) -> bool:
+    """Whether a file name is one of atomic_write's temp files."""
+    return bool(_TEMP.match(name))
+
+
 def remove_stale_temps(directory: str | Path) -> list[Path]:
     """Delete the temp files atomic_write leaves when its process is killed mid-write
     (.NAME.XXXXXXXX.tmp); call it where one writer owns the directory (a run dir at training start).
     Returns what was removed."""
     removed = []
     for p in Path(directory).glob(".*.tmp"):
-        if p.is_file():
+        if is_temp(p.name) and p.is_file():
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
                 removed.append(p)

@@ -114,7 +114,7 @@ SCHEMA: dict[str, Any] = {
             "properties": {
                 "path": {"type": "string"},
                 "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
-                "components": {"type": "integer", "minimum": 1},
+                "components": {"type": "integer", "minimum": 1, "maximum": 4096},
             },
         },
         "vaegan_version": {"type": "string"},
@@ -259,6 +259,10 @@ class Manifest:
                 "upgrade vaegan (pip install -U vaegan) or re-export with this version"
             )
         _validate(d, path)
+        if "prior" in d and version < 2:
+            raise ArtifactCorrupt(
+                f"{path}: a prior needs manifest schema 2, this manifest says {version}: re-export the artifacts"
+            )
         d["artifacts"] = [Artifact.from_dict(a) for a in d["artifacts"]]
         return cls(**d)
 
@@ -352,10 +356,17 @@ class Verified:
         return cls(path, path.read_bytes(), weights.read_bytes() if weights else None)
 
 
-def _read_checked(art_dir: Path, rel: Any, sha: Any, what: str) -> tuple[Path, bytes]:
+def _read_checked(
+    art_dir: Path, rel: Any, sha: Any, what: str, max_bytes: int | None = None, max_bytes_why: str = ""
+) -> tuple[Path, bytes]:
     path = resolve_inside(art_dir, rel, what)
     if not path.is_file():
         raise ArtifactMissing(f"{path} is listed in the manifest but missing: re-export the artifacts")
+    if max_bytes is not None and path.stat().st_size > max_bytes:
+        raise ArtifactCorrupt(
+            f"{path} is {path.stat().st_size:,} bytes, more than its manifest entry describes "
+            f"({max_bytes:,}{max_bytes_why}): re-export the artifacts"
+        )
     data = path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
     if digest != sha:
@@ -392,13 +403,11 @@ def read_prior(art_dir: Path, m: Manifest) -> Any:
         return None
     from vaegan.core.prior import LatentPrior
 
-    path, data = _read_checked(art_dir, m.prior["path"], m.prior["sha256"], "prior")
-    prior = LatentPrior.from_bytes(data, path.name)
-    if prior.latent_dim != m.latent_dim:
-        raise ArtifactCorrupt(
-            f"{path} is a prior over {prior.latent_dim} latents, the model has {m.latent_dim}: re-export"
-        )
-    return prior
+    k, d = m.prior["components"], m.latent_dim
+    most = 8 * k * (d * d + d + 2) + 4 * 256 * k + 65536  # its arrays stored uncompressed, with headers
+    why = f" for {k} components over {d} latents"
+    path, data = _read_checked(art_dir, m.prior["path"], m.prior["sha256"], "prior", most, why)
+    return LatentPrior.from_bytes(data, str(path), components=m.prior["components"], latent_dim=m.latent_dim)
 
 
 def verify(art_dir: Path, artifact: Artifact) -> Path:

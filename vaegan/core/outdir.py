@@ -48,6 +48,11 @@ def check_out_dir(out: Path, data_key: str, force: bool) -> Manifest | None:
         raise ExportError(f"{out} exists and is not a directory: choose another --out")
     if not any(out.iterdir()):
         return None
+    if _holds_cwd(out):
+        raise ExportError(
+            f"--out {out} holds the current directory: a re-export swaps the whole dir, which would leave "
+            f"your shell in the retired copy; run it from outside: cd {out.parent} && vaegan export RUN --out {out.name}"
+        )
     try:
         old = Manifest.load(out)
     except ArtifactError:
@@ -107,7 +112,14 @@ class Staging:
         """Put the staged export in place. Entries of the old dir that neither the old export nor
         this one wrote are kept (hard links, or copies across file systems); returns them."""
         kept: list[str] = []
-        if self.out.exists():
+        if self.out.exists() and _holds_cwd(
+            self.out
+        ):  # empty (check_out_dir): filled in place, manifest last
+            names = sorted(os.listdir(self.path), key=lambda n: n == MANIFEST)
+            for name in names:
+                os.rename(self.path / name, self.out / name)
+            self.path.rmdir()
+        elif self.out.exists():
             owned = set(list_files(self.path)) | (written_by(old) if old is not None else set())
             kept = [rel for rel in list_files(self.out) if not _owned(rel, owned)]
             for rel in kept:
@@ -129,6 +141,15 @@ class Staging:
 
     def discard(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _holds_cwd(out: Path) -> bool:
+    """Whether out is the working directory or one of its parents: swapping it away would leave the
+    caller's shell in a retired directory."""
+    try:
+        return Path.cwd().resolve().is_relative_to(out)
+    except OSError:  # the working directory was removed
+        return False
 
 
 def _sibling(out: Path, kind: str) -> Path:

@@ -50,7 +50,7 @@ class LatentPrior:
         per_class = (
             "" if self.classes is None else f", one mixture per class ({len(np.unique(self.classes))})"
         )
-        return f"fitted mixture of {self.components}{per_class}"
+        return f"fitted mixture of {self.components} Gaussians{per_class}"
 
     def sample(
         self, n: int, rng: np.random.Generator, temperature: float = 1.0, class_name: str | None = None
@@ -65,6 +65,8 @@ class LatentPrior:
             if class_name not in self.class_names:
                 raise ValueError(f"no class {class_name!r}; the classes are {', '.join(self.class_names)}")
             p = np.where(self.classes == self.class_names.index(class_name), p, 0.0)
+            if p.sum() <= 0:  # a class with no training images in the split the prior was fitted on
+                raise ValueError(f"class {class_name!r} has no components in this model's prior")
             p = p / p.sum()
         k = rng.choice(self.components, size=n, p=p)
         eps = rng.standard_normal((n, self.latent_dim))
@@ -80,47 +82,122 @@ class LatentPrior:
         return buf.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes, name: str = PRIOR_FILE) -> LatentPrior:
-        """A prior from its .npz bytes; ArtifactCorrupt when they are not one."""
+    def from_bytes(
+        cls,
+        data: bytes,
+        name: str = PRIOR_FILE,
+        components: int | None = None,
+        latent_dim: int | None = None,
+    ) -> LatentPrior:
+        """A prior from its .npz bytes, or ArtifactCorrupt naming the field that is wrong. The file is
+        untrusted input: its arrays' expanded sizes are bounded (from the manifest's `components` and
+        `latent_dim` where given) before any is decompressed, every field is checked for its type,
+        shape and range, and so every latent it can give at temperatures up to 10 is finite."""
+        k_max = components or MAX_LOADED_COMPONENTS
+        d_max = latent_dim or MAX_LOADED_LATENT_DIM
+        limits = {
+            "weights": 8 * k_max,
+            "means": 8 * k_max * d_max,
+            "chol": 8 * k_max * d_max * d_max,
+            "classes": 8 * k_max,
+            "class_names": 4 * MAX_CLASS_NAME * k_max,
+        }
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as zf:
+                sizes = {i.filename: i.file_size for i in zf.infolist()}
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+            raise ArtifactCorrupt(
+                f"{name} is not a latent prior ({'empty' if not data else type(e).__name__}): re-export"
+            ) from None
+        for member, size in sizes.items():
+            field_name = member.removesuffix(".npy")
+            if field_name not in limits:
+                raise ArtifactCorrupt(
+                    f"{name} holds {member!r}, which is no field of a latent prior: re-export"
+                )
+            if size > limits[field_name] + NPY_HEADER:
+                raise ArtifactCorrupt(
+                    f"{name}: {field_name} expands to {size:,} bytes, more than a prior of {k_max} components "
+                    f"over {d_max} latents holds: re-export"
+                )
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as z:
-                p = cls(
-                    np.asarray(z["weights"], np.float64),
-                    np.asarray(z["means"], np.float64),
-                    np.asarray(z["chol"], np.float64),
-                    np.asarray(z["classes"], np.int64) if "classes" in z.files else None,
-                    tuple(str(c) for c in z["class_names"]) if "class_names" in z.files else None,
+                raw = {f: z[f] for f in z.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+            raise ArtifactCorrupt(f"{name} is not a latent prior ({type(e).__name__}): re-export") from None
+        for field_name in ("weights", "means", "chol"):
+            if field_name not in raw:
+                raise ArtifactCorrupt(f"{name} has no {field_name}: re-export")
+        if ("classes" in raw) != ("class_names" in raw):
+            raise ArtifactCorrupt(f"{name} has one of classes and class_names without the other: re-export")
+        for field_name, kinds in _KINDS.items():
+            if field_name in raw and raw[field_name].dtype.kind not in kinds:
+                raise ArtifactCorrupt(
+                    f"{name}: {field_name} are {raw[field_name].dtype}, not {_KIND_NAMES[kinds]}: re-export"
                 )
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
-            raise ArtifactCorrupt(f"{name} is not a latent prior ({type(e).__name__}); re-export") from None
+        p = cls(
+            raw["weights"].astype(np.float64),
+            raw["means"].astype(np.float64),
+            raw["chol"].astype(np.float64),
+            raw["classes"].astype(np.int64) if "classes" in raw else None,
+            tuple(str(c) for c in raw["class_names"].reshape(-1)) if "class_names" in raw else None,
+        )
         p.check(name)
+        if components is not None and p.components != components:
+            raise ArtifactCorrupt(
+                f"{name} has {p.components} components, the manifest says {components}: re-export"
+            )
+        if latent_dim is not None and p.latent_dim != latent_dim:
+            raise ArtifactCorrupt(
+                f"{name} is a prior over {p.latent_dim} latents, the model has {latent_dim}: re-export"
+            )
         return p
 
     def check(self, name: str = PRIOR_FILE) -> None:
-        k, d = self.means.shape if self.means.ndim == 2 else (0, 0)
-        ok = (
-            k > 0
-            and self.weights.shape == (k,)
-            and self.chol.shape == (k, d, d)
-            and np.isfinite(self.weights).all()
-            and np.isfinite(self.means).all()
-            and np.isfinite(self.chol).all()
-            and (self.weights >= 0).all()
-            and abs(float(self.weights.sum()) - 1.0) < 1e-6
-            and (self.classes is None) == (self.class_names is None)
-            and (
-                self.classes is None
-                or (
-                    self.classes.shape == (k,)
-                    and (self.classes >= 0).all()
-                    and (self.classes < len(self.class_names or ())).all()
+        """ArtifactCorrupt naming the first field that is not what a fitted prior holds."""
+
+        def bad(what: str) -> ArtifactCorrupt:
+            return ArtifactCorrupt(f"{name}: {what}: re-export")
+
+        if (
+            self.means.ndim != 2
+            or not 0 < self.means.shape[0] <= MAX_LOADED_COMPONENTS
+            or self.means.shape[1] < 1
+        ):
+            raise bad(f"means are {self.means.shape}, not [components <= {MAX_LOADED_COMPONENTS}, latents]")
+        k, d = self.means.shape
+        if self.weights.shape != (k,):
+            raise bad(f"weights are {self.weights.shape}, not [{k}]")
+        if self.chol.shape != (k, d, d):
+            raise bad(f"chol is {self.chol.shape}, not [{k}, {d}, {d}]")
+        for field_name in ("weights", "means", "chol"):
+            if not np.isfinite(getattr(self, field_name)).all():
+                raise bad(f"{field_name} hold NaN or inf")
+        if (self.weights < 0).any() or abs(float(self.weights.sum()) - 1.0) > 1e-6:
+            raise bad("weights are not a distribution (non-negative, summing to 1)")
+        # a fitted prior's means and spreads are O(1) (posterior means); bounded, every latent drawn
+        # from it at a temperature up to 10 is finite in float32 and means something to the decoder
+        for field_name in ("means", "chol"):
+            if np.abs(getattr(self, field_name)).max() > LATENT_BOUND:
+                raise bad(
+                    f"{field_name} reach {np.abs(getattr(self, field_name)).max():.3g}, beyond {LATENT_BOUND:g}"
                 )
-            )
-        )
-        if not ok:
-            raise ArtifactCorrupt(
-                f"{name} is not a valid latent prior (weights {self.weights.shape}, means "
-                f"{self.means.shape}, chol {self.chol.shape}); re-export"
+        if np.abs(np.triu(self.chol, 1)).max() > 0 or (np.diagonal(self.chol, axis1=1, axis2=2) <= 0).any():
+            raise bad("chol are not Cholesky factors (lower triangular, positive diagonal)")
+        if self.classes is None or self.class_names is None:
+            return
+        if self.classes.shape != (k,):
+            raise bad(f"classes are {self.classes.shape}, not [{k}]")
+        n = len(self.class_names)
+        if not 0 < n <= k or any(not c or len(c) > MAX_CLASS_NAME for c in self.class_names):
+            raise bad(f"class_names are {n} names, not 1 to {k} names of 1 to {MAX_CLASS_NAME} characters")
+        if (self.classes < 0).any() or (self.classes >= n).any():
+            raise bad(f"classes are not indices into its {n} class names")
+        mass = np.bincount(self.classes, weights=self.weights, minlength=n)
+        listed = np.bincount(self.classes, minlength=n) > 0
+        if (listed & (mass <= 0)).any():
+            raise bad(
+                f"class {self.class_names[int(np.argmax(listed & (mass <= 0)))]!r} has components of weight 0 only"
             )
 
     def save(self, path: str | Path) -> None:
@@ -165,6 +242,14 @@ def fit_prior(
         names,
     )
 
+
+# What a prior file may hold, checked before it is expanded (from_bytes): vaegan fits at most 256
+# components (64 a class); a model has at most 4096 latents (ModelConfig)
+MAX_LOADED_COMPONENTS, MAX_LOADED_LATENT_DIM, MAX_CLASS_NAME = 4096, 4096, 256
+NPY_HEADER = 1024  # .npy's header, padded to 64 bytes (128 in practice): room to spare
+LATENT_BOUND = 1e3
+_KINDS = {"weights": "f", "means": "f", "chol": "f", "classes": "iu", "class_names": "U"}
+_KIND_NAMES = {"f": "real floats", "iu": "integers", "U": "strings"}
 
 IMAGES_PER_COMPONENT = 10
 MAX_COMPONENTS, MAX_COMPONENTS_PER_CLASS = 256, 64

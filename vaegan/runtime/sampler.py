@@ -86,8 +86,8 @@ class Sampler:
             if dec is None:
                 reasons.append(f"{name}: no {precision} {FORMAT_OF[name]} decoder in the manifest")
                 continue
+            runners: dict[str, Runner] = {}
             try:
-                runners = {}
                 for comp in ("decoder", "encoder"):
                     art = manifest.find(comp, precision, FORMAT_OF[name])
                     if art is None:
@@ -95,16 +95,17 @@ class Sampler:
                     runners[comp] = load_runner(
                         name, read_verified(art_dir, art), art, device, threads, expect=art
                     )
-            except BackendUnavailable as e:
-                if backend != "auto":
-                    raise
-                reasons.append(f"{name}: {e}")
-                continue
-            except ArtifactError as e:
+            except (BackendUnavailable, ArtifactError) as e:
+                for r in runners.values():  # the decoder loaded and the encoder did not: free it
+                    r.close()
                 if backend != "auto" or isinstance(e, ArtifactMissing | ArtifactCorrupt):
                     raise  # a corrupted artifact is an error, not a reason to fall back silently
                 reasons.append(f"{name}: {e}")
                 continue
+            except BaseException:
+                for r in runners.values():
+                    r.close()
+                raise
             info = {
                 "backend": name,
                 "precision": precision,

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from vaegan.config import ServeConfig
-from vaegan.core.errors import InputError, Overloaded
+from vaegan.core.errors import DataError, InputError, Overloaded
 from vaegan.core.images import grid, to_pil
 from vaegan.runtime import oip, oip_codec
 from vaegan.runtime.http_guard import log_limited, uvicorn_config
@@ -305,18 +305,13 @@ def _png(images: np.ndarray) -> bytes:
 
 
 def _decode_image(body: bytes, sampler: Sampler) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    from vaegan.core.images import fit_image
+    from vaegan.core.images import MAX_PIXELS, fit_image, open_image
 
     try:
-        img = Image.open(io.BytesIO(body))
-        if img.width * img.height > 16_000_000:
-            raise InputError("image is over 16 megapixels")
-        img.load()
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
+        img = open_image(io.BytesIO(body), "body")
+    except DataError:
         raise InputError(
-            f"body is not a readable image ({type(e).__name__}); send PNG, JPEG or BMP"
+            f"body is not a readable image of at most {MAX_PIXELS // 1_000_000} megapixels; send PNG, JPEG or BMP"
         ) from None
     h, _, c = sampler.image_shape
     return fit_image(img, h, c)[None]

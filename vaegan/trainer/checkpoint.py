@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,8 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from vaegan.config import RunConfig
-from vaegan.core.errors import CheckpointError
-from vaegan.core.io import write_bytes, write_json
+from vaegan.core.errors import CheckpointError, ConfigError
+from vaegan.core.io import is_temp, write_bytes, write_json
 from vaegan.core.prior import PRIOR_FILE, LatentPrior, fit_prior
 from vaegan.trainer.models import VAEGAN, Decoder, Encoder, build_models
 
@@ -32,6 +33,45 @@ WEIGHTS = "model.safetensors"
 PRIOR = PRIOR_FILE
 CONFIG = "config.json"
 STATE = "train_state.pt"
+
+
+def is_run_dir(path: Path) -> bool:
+    """Whether `path` holds a run `vaegan train` wrote: a config.json that is a vaegan run config."""
+    try:
+        RunConfig.load(path / CONFIG)
+    except (ConfigError, OSError, ValueError):  # absent, not JSON, not text, another tool's config
+        return False
+    return True
+
+
+def check_run_dir(out: Path, resume: bool) -> None:
+    """Refuse an --out that training would damage, before anything is written: a new run goes into
+    a new or empty directory, a run directory is continued only with --resume, and nothing vaegan
+    did not write is ever replaced (a user's config.json or metrics.jsonl included)."""
+    if out.is_symlink() and not out.exists():
+        raise CheckpointError(
+            f"--out {out} is a symbolic link to {os.readlink(out)}, which does not exist: create that "
+            "directory or choose another --out"
+        )
+    if out.exists() and not out.is_dir():
+        raise CheckpointError(f"--out {out} exists and is not a directory: choose another --out")
+    if resume:
+        if not is_run_dir(out):
+            raise CheckpointError(
+                f"{out} is not a run directory of `vaegan train` (no run's {CONFIG}): nothing to resume; "
+                "start a new run with --out"
+            )
+        return
+    if not out.exists() or all(is_temp(p.name) for p in out.iterdir()):  # new, empty, or killed mid-write
+        return
+    if is_run_dir(out):
+        raise CheckpointError(
+            f"{out} already holds a run: pass --resume {out} to continue it, or choose another --out"
+        )
+    raise CheckpointError(
+        f"{out} is not empty and is not a vaegan run directory: choose a new or empty --out "
+        "(vaegan never writes over files it did not write)"
+    )
 
 
 def save_weights(path: Path, encoder: Encoder, decoder: Decoder, cfg: RunConfig, step: int) -> None:
@@ -124,7 +164,8 @@ def load_prior(run_dir: str | Path) -> LatentPrior | None:
     if not path.exists():
         return None
     try:
-        return LatentPrior.from_bytes(path.read_bytes(), str(path))
+        dim = RunConfig.load(Path(run_dir) / CONFIG).model.latent_dim if is_run_dir(Path(run_dir)) else None
+        return LatentPrior.from_bytes(path.read_bytes(), str(path), latent_dim=dim)
     except Exception as e:  # noqa: BLE001 - ArtifactCorrupt or a read error: say what to do
         raise CheckpointError(
             f"{path} is damaged ({e}): delete it and run `vaegan eval` to refit it"

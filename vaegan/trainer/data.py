@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from vaegan.core.errors import ConfigError, DataError
-from vaegan.core.images import IMAGE_SUFFIXES, fit_image
+from vaegan.core.images import IMAGE_SUFFIXES, fit_image, open_image
 
 log = logging.getLogger(__name__)
 
@@ -87,11 +87,9 @@ def load_image_folder(root: Path, size: int | tuple[int, int] | None, channels: 
             skipped.append(f"{p}: not an image suffix ({', '.join(sorted(IMAGE_SUFFIXES))})")
             continue
         try:
-            img = Image.open(p)
-            img.load()
-            opened.append((img, p))
-        except (UnidentifiedImageError, OSError, ValueError) as e:
-            skipped.append(f"{p}: unreadable ({type(e).__name__}: {e})")
+            opened.append((open_image(p), p))
+        except DataError as e:
+            skipped.append(str(e))
     for s in skipped:
         log.warning("skipping %s", s)
     if not opened:

@@ -119,6 +119,7 @@ def train(
     t_start = time.time()
     out = Path(out)
     cfg.train.validate()
+    ckpt.check_run_dir(out, resume)  # on every rank, before any rank can write (the group is not up yet)
     if resume and (out / ckpt.CONFIG).exists():  # the run keeps its data, model and recipe
         saved = RunConfig.load(out / ckpt.CONFIG)
         cfg = saved.resumed_with(_changes(cfg, saved))
@@ -184,12 +185,12 @@ def train(
     total = 0 if st.budget_s else (tc.max_steps or tc.epochs * steps_per_epoch)
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "samples").mkdir(exist_ok=True)
         for p in remove_stale_temps(out):  # a write cut short by a kill: never part of the run
             log.info("removed %s, left by a run that was killed mid-write", p.name)
-        if not resume:
-            (out / "metrics.jsonl").unlink(missing_ok=True)
-            write_json(out / ckpt.CONFIG, cfg.to_dict())  # before any state exists to resume
+        if not resume:  # config.json first: a dir killed after it is a run that --resume continues
+            write_json(out / ckpt.CONFIG, cfg.to_dict())
+            (out / "metrics.jsonl").unlink(missing_ok=True)  # a run's own, killed before its checkpoint
+        (out / "samples").mkdir(exist_ok=True)
         for s in data.skipped:
             append_line(out / "skipped_files.txt", s)
         log.info("%s", recipe.describe(cfg, n_train, chosen))
