@@ -5,6 +5,7 @@ as the HTTP front-end (server.py). Started by `vaegan serve --grpc-port`."""
 
 from __future__ import annotations
 
+import functools
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -12,7 +13,7 @@ import numpy as np
 
 from vaegan.core.errors import ConfigError, InputError
 from vaegan.runtime import oip
-from vaegan.runtime.serving import ServingCore, Unauthorized, server_metadata, status_of
+from vaegan.runtime.serving import ServingCore, Unauthorized, answer, server_metadata
 
 # protocol datatype -> the field of InferTensorContents that carries it when not sent raw
 CONTENTS = {"FP32": "fp32_contents", "UINT8": "uint_contents", "INT8": "int_contents", "FP16": None}
@@ -29,47 +30,54 @@ def start(core: ServingCore, host: str, port: int, workers: int = 8) -> tuple[An
 
     timeout_s = core.cfg.request_timeout_s
 
-    def abort(context: Any, e: BaseException, model: str | None = None) -> None:
-        _, code = status_of(e)
-        if model is not None:
-            core.count_infer("grpc", model, code)
-        msg = f"request took over {timeout_s:.0f}s" if code == "DEADLINE_EXCEEDED" else str(e)
-        context.abort(getattr(grpc.StatusCode, code), msg or type(e).__name__)
+    def answered(method: Any) -> Any:
+        """The one error path of this protocol: whatever a call raises is answered as
+        serving.answer says (the same message and request id as over HTTP), never its own text."""
+
+        @functools.wraps(method)
+        def inner(self: Any, request: Any, context: Any) -> Any:
+            try:
+                return method(self, request, context)
+            except Exception as e:  # noqa: BLE001 - every error is a status, never a crash
+                a = answer(e, timeout_s)
+                if method.__name__ == "ModelInfer":
+                    core.count_infer("grpc", request.model_name, a.grpc)
+                if a.request_id:
+                    context.set_trailing_metadata((("x-request-id", a.request_id),))
+                context.abort(getattr(grpc.StatusCode, a.grpc), a.message)
+
+        return inner
 
     def authorize(context: Any) -> None:
         if not core.authorized(dict(context.invocation_metadata()).get("authorization")):
             raise Unauthorized("send metadata authorization: Bearer <token>")
 
     class Servicer(pbg.GRPCInferenceServiceServicer):
+        @answered
         def ServerLive(self, request, context):
             return pb.ServerLiveResponse(live=True)
 
+        @answered
         def ServerReady(self, request, context):
             return pb.ServerReadyResponse(ready=core.ready.is_set())
 
+        @answered
         def ModelReady(self, request, context):
-            try:
-                oip.find(core.models, request.name, request.version)
-            except oip.ModelNotFound as e:
-                abort(context, e)
+            oip.find(core.models, request.name, request.version)
             return pb.ModelReadyResponse(ready=core.ready.is_set())
 
+        @answered
         def ServerMetadata(self, request, context):
-            try:
-                authorize(context)
-            except Unauthorized as e:
-                abort(context, e)
+            authorize(context)
             md = server_metadata()
             return pb.ServerMetadataResponse(
                 name=md["name"], version=md["version"], extensions=md["extensions"]
             )
 
+        @answered
         def ModelMetadata(self, request, context):
-            try:
-                authorize(context)
-                md = oip.find(core.models, request.name, request.version).metadata()
-            except (Unauthorized, oip.ModelNotFound) as e:
-                abort(context, e)
+            authorize(context)
+            md = oip.find(core.models, request.name, request.version).metadata()
 
             def tensors(specs: list[dict]) -> list[Any]:
                 return [pb.ModelMetadataResponse.TensorMetadata(**t) for t in specs]
@@ -82,18 +90,16 @@ def start(core: ServingCore, host: str, port: int, workers: int = 8) -> tuple[An
                 outputs=tensors(md["outputs"]),
             )
 
+        @answered
         def ModelInfer(self, request, context):
             name = request.model_name
-            try:
-                authorize(context)  # before any work on the name
-                model = oip.find(core.models, name, request.model_version)
-                asked = {o.name for o in request.outputs} or {o.name for o in model.outputs}
-                unknown = asked - {o.name for o in model.outputs}
-                if unknown:
-                    raise InputError(f"{name} has no output {sorted(unknown)[0]!r}")
-                rows = model.run(_input(model, request)).result(timeout_s)
-            except Exception as e:  # noqa: BLE001 - every error is a status, never a crash
-                abort(context, e, name)
+            authorize(context)  # before any work on the name
+            model = oip.find(core.models, name, request.model_version)
+            asked = {o.name for o in request.outputs} or {o.name for o in model.outputs}
+            unknown = asked - {o.name for o in model.outputs}
+            if unknown:
+                raise InputError(f"{name} has no output {sorted(unknown)[0]!r}")
+            rows = model.run(_input(model, request)).result(timeout_s)
             resp = pb.ModelInferResponse(model_name=name, model_version=oip.VERSION, id=request.id)
             for spec, arr in zip(model.outputs, model.split(rows), strict=True):
                 if spec.name in asked:
@@ -121,6 +127,10 @@ def _input(model: oip.OipModel, request: Any) -> np.ndarray:
     t = request.inputs[0]
     shape = [int(d) for d in t.shape]
     model.check_input(t.name, t.datatype, shape)
+    if len(request.raw_input_contents) > 1:
+        raise InputError(
+            f"raw_input_contents has {len(request.raw_input_contents)} entries for 1 input: send one"
+        )
     if request.raw_input_contents:
         return oip.from_bytes(t.datatype, shape, request.raw_input_contents[0])
     field = CONTENTS.get(t.datatype)

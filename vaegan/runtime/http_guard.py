@@ -14,6 +14,8 @@ hard limit allows and says so otherwise (docs/deploying.md).
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import time
 from typing import Any
@@ -74,6 +76,26 @@ def _guarded_h11(header_timeout: float, max_connections: int) -> type:
             if self.cycle is None and not self.transport.is_closing():
                 log_limited("closed a connection that sent no request head within %gs", header_timeout)
                 self.transport.close()
+
+        def send_400_response(self, msg: str) -> None:
+            """A request h11 cannot parse (a negative Content-Length, a malformed head) answered in
+            the API's own error format, {"error": ...}, not uvicorn's plain text."""
+            import h11
+
+            body = json.dumps({"error": "malformed HTTP request (check its Content-Length and headers)"})
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ]
+            with contextlib.suppress(h11.LocalProtocolError):  # the head was already sent
+                for event in (
+                    h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+                    h11.Data(data=body.encode()),
+                    h11.EndOfMessage(),
+                ):
+                    self.transport.write(self.conn.send(event))
+            self.transport.close()
 
         def connection_lost(self, exc) -> None:
             deadline = getattr(self, "_head_deadline", None)

@@ -14,6 +14,7 @@ extension) and gRPC (tritonclient's generated GRPCInferenceService), both into t
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from vaegan.core.contract import contract
 from vaegan.core.errors import InputError
 
 VERSION = "1"
+MAX_ELEMENTS = 1 << 31  # no request tensor is larger (the body and message limits come far sooner)
 # The protocol's names for the numpy types vaegan's graphs take, in Triton's own mapping (tritonclient)
 SERVED_DTYPES = ("float32", "float16", "uint8", "int8")
 DATATYPES = {d: np_to_triton_dtype(np.dtype(d)) for d in SERVED_DTYPES}
@@ -78,9 +80,13 @@ class OipModel:
             )
         if shape[0] < 1:
             raise InputError(f"input {name!r} needs at least one row, got shape {list(shape)}")
-        if data is not None and data.size != int(np.prod(shape)):
+        if math.prod(shape) > MAX_ELEMENTS:  # exact (Python ints): [2**62, 32] does not wrap around
             raise InputError(
-                f"input {name!r} has {data.size} elements, its shape {list(shape)} needs {int(np.prod(shape))}"
+                f"input {name!r}: shape {list(shape)} is {math.prod(shape):,} elements, over {MAX_ELEMENTS:,}"
+            )
+        if data is not None and data.size != math.prod(shape):
+            raise InputError(
+                f"input {name!r} has {data.size} elements, its shape {list(shape)} needs {math.prod(shape)}"
             )
 
 
@@ -145,10 +151,8 @@ def to_array(datatype: str, shape: list[int], values: Any) -> np.ndarray:
         arr = np.asarray(values, dtype=dtype)
     except (ValueError, TypeError, OverflowError) as e:
         raise InputError(f"tensor data is not a list of {datatype} numbers ({e})") from None
-    if arr.size != int(np.prod(shape)):
-        raise InputError(
-            f"tensor data has {arr.size} elements, shape {list(shape)} needs {int(np.prod(shape))}"
-        )
+    if arr.size != math.prod(shape):
+        raise InputError(f"tensor data has {arr.size} elements, shape {list(shape)} needs {math.prod(shape)}")
     return arr.reshape(shape)
 
 
@@ -157,7 +161,7 @@ def from_bytes(datatype: str, shape: list[int], raw: bytes) -> np.ndarray:
     if datatype not in NUMPY:
         raise InputError(f"datatype {datatype!r} is not one vaegan's models take (FP32, UINT8)")
     dtype = NUMPY[datatype].newbyteorder("<")
-    need = int(np.prod(shape)) * dtype.itemsize
+    need = math.prod(shape) * dtype.itemsize
     if len(raw) != need:
         raise InputError(f"binary data is {len(raw)} bytes, {datatype} {list(shape)} needs {need}")
     return np.frombuffer(raw, dtype=dtype).reshape(shape).astype(NUMPY[datatype])

@@ -1,6 +1,6 @@
 """`vaegan serve`: the Sampler over HTTP (starlette + uvicorn), with micro-batching.
 
-POST /v1/sample       JSON {"n", "seed", "temperature", "format": "png" | "npy"}
+POST /v1/sample       JSON {"n", "seed", "temperature", "class", "format": "png" | "npy"}
 POST /v1/reconstruct  an image file as the body (PNG/JPEG/BMP) -> PNG of the reconstruction
 GET  /healthz         liveness, always open; model, backend and queue depth only with the token
 GET  /metrics         Prometheus text: requests, batch sizes, latency
@@ -42,9 +42,8 @@ from vaegan.runtime.serving import (
     SlowBody,
     TooLarge,
     Unauthorized,
-    is_bug,
+    answer,
     server_metadata,
-    status_of,
 )
 
 log = logging.getLogger(__name__)
@@ -66,20 +65,15 @@ def create_app(core: ServingCore | Sampler, cfg: ServeConfig | None = None):
     decoding = threading.BoundedSemaphore(cfg.max_decoding)
 
     def error_response(e: BaseException) -> JSONResponse:
-        status, _ = status_of(e)
-        headers = {"Retry-After": "1"} if status == 503 else {}
-        if status == 401:
+        a = answer(e, cfg.request_timeout_s)
+        headers = {"Retry-After": "1"} if a.http == 503 else {}
+        if a.http == 401:
             headers["WWW-Authenticate"] = "Bearer"
-        if status == 504:
-            msg = f"request took over {cfg.request_timeout_s:.0f}s"
-        elif is_bug(e):
-            msg = f"internal error: {type(e).__name__}"
-            log.error("internal error", exc_info=e)
-        else:
-            msg = str(e)
-        if status == 499:
+        if a.request_id:
+            headers["X-Request-Id"] = a.request_id
+        if a.http == 499:
             log_limited("a client closed its connection before its request was read (counted as 499)")
-        return JSONResponse({"error": msg}, status_code=status, headers=headers)
+        return JSONResponse({"error": a.message}, status_code=a.http, headers=headers)
 
     def require_token(request: Request) -> None:
         if not core.authorized(request.headers.get("authorization")):
@@ -108,30 +102,30 @@ def create_app(core: ServingCore | Sampler, cfg: ServeConfig | None = None):
     async def wait(fut) -> np.ndarray:
         return await asyncio.wait_for(asyncio.wrap_future(fut), cfg.request_timeout_s)
 
-    def endpoint(name: str, auth: bool = True):
-        """A /v1 or /metrics handler: the token first, every error as the status table says."""
+    def route(handler, metric: str | None = None, auth: bool = True, infer: bool = False):
+        """Every handler behind the one error path of this protocol: the token first (where the
+        route needs one), then the handler, and any error answered as serving.answer says."""
 
-        def wrap(handler):
-            async def inner(request: Request) -> Response:
-                t0 = time.perf_counter()
-                try:
-                    if auth:
-                        require_token(request)
-                    resp = await handler(request)
-                except Exception as e:  # noqa: BLE001 - a request must never take the server down
-                    resp = error_response(e)
-                m["requests"].labels(name, str(resp.status_code)).inc()
-                m["latency"].labels(name).observe(time.perf_counter() - t0)
-                return resp
+        async def inner(request: Request) -> Response:
+            t0 = time.perf_counter()
+            try:
+                if auth:
+                    require_token(request)  # before any work on the request
+                resp = await handler(request)
+            except Exception as e:  # noqa: BLE001 - a request must never take the server down
+                resp = error_response(e)
+            if metric is not None:
+                m["requests"].labels(metric, str(resp.status_code)).inc()
+                m["latency"].labels(metric).observe(time.perf_counter() - t0)
+            if infer:
+                core.count_infer("http", request.path_params["name"], str(resp.status_code))
+            return resp
 
-            return inner
+        return inner
 
-        return wrap
-
-    @endpoint("sample")
     async def sample(request: Request) -> Response:
         req = _json_object(await read_body(request), 'like {"n": 8, "seed": 0}')
-        unknown = set(req) - {"n", "seed", "temperature", "format"}
+        unknown = set(req) - {"n", "seed", "temperature", "format", "class"}
         if unknown:
             raise InputError(f"unknown fields: {', '.join(sorted(map(str, unknown)))}")
         n, fmt = req.get("n", 1), req.get("format", "png")
@@ -139,8 +133,10 @@ def create_app(core: ServingCore | Sampler, cfg: ServeConfig | None = None):
             raise InputError(f"format must be png or npy, got {fmt!r}")
         if isinstance(n, int) and not isinstance(n, bool) and n > cfg.max_n:
             raise InputError(f"n={n} is over this server's limit of {cfg.max_n} (--max-n)")
-        seed = req.get("seed")
-        z = sampler.latents(n, seed=seed, temperature=req.get("temperature", 1.0))
+        seed, class_name = req.get("seed"), req.get("class")
+        if class_name is not None and not isinstance(class_name, str):
+            raise InputError(f"class must be a string (one of the model's class names), got {class_name!r}")
+        z = sampler.latents(n, seed=seed, temperature=req.get("temperature", 1.0), class_name=class_name)
         images = await wait(core.decode(z))
         m["samples"].inc(len(images))
         headers = {"X-Vaegan-N": str(len(images))}
@@ -152,7 +148,6 @@ def create_app(core: ServingCore | Sampler, cfg: ServeConfig | None = None):
             return Response(buf.getvalue(), media_type="application/x-npy", headers=headers)
         return Response(await asyncio.to_thread(_png, images), media_type="image/png", headers=headers)
 
-    @endpoint("reconstruct")
     async def reconstruct(request: Request) -> Response:
         body = await read_body(request)
         if not body:
@@ -185,7 +180,6 @@ def create_app(core: ServingCore | Sampler, cfg: ServeConfig | None = None):
             }
         return JSONResponse(body)
 
-    @endpoint("metrics")
     async def metrics(request: Request) -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -193,17 +187,6 @@ def create_app(core: ServingCore | Sampler, cfg: ServeConfig | None = None):
         return PlainTextResponse(generate_latest(core.registry), media_type=CONTENT_TYPE_LATEST)
 
     # ------------------------------------------------- Open Inference Protocol (KServe v2) over HTTP
-    def v2(handler, auth: bool = True):
-        async def inner(request: Request) -> Response:
-            try:
-                if auth:
-                    require_token(request)
-                return await handler(request)
-            except Exception as e:  # noqa: BLE001
-                return error_response(e)
-
-        return inner
-
     async def v2_server(request: Request) -> Response:
         return JSONResponse(server_metadata())
 
@@ -225,22 +208,14 @@ def create_app(core: ServingCore | Sampler, cfg: ServeConfig | None = None):
         return JSONResponse({"name": request.path_params["name"], "ready": core.ready.is_set()})
 
     async def v2_infer(request: Request) -> Response:
-        name = request.path_params["name"]
-        try:
-            require_token(request)  # before any work on the name
-            model = find(request)
-            body = await read_body(request)
-            req, x, binary_out = oip_codec.parse_infer(
-                model, body, request.headers.get("inference-header-content-length")
-            )
-            rows = await wait(model.run(x))
-        except Exception as e:  # noqa: BLE001
-            resp = error_response(e)
-            core.count_infer("http", name, str(resp.status_code))
-            return resp
-        if name == "decoder":
+        model = find(request)
+        body = await read_body(request)
+        req, x, binary_out = oip_codec.parse_infer(
+            model, body, request.headers.get("inference-header-content-length")
+        )
+        rows = await wait(model.run(x))
+        if model.name == "decoder":
             m["samples"].inc(len(rows))
-        core.count_infer("http", name, "200")
         head, blobs = oip_codec.infer_response(model, req, model.split(rows), binary_out)
         if not blobs:
             return Response(head, media_type="application/json")
@@ -263,20 +238,20 @@ def create_app(core: ServingCore | Sampler, cfg: ServeConfig | None = None):
 
     return Starlette(
         routes=[
-            Route("/v1/sample", sample, methods=["POST"]),
-            Route("/v1/reconstruct", reconstruct, methods=["POST"]),
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/metrics", metrics, methods=["GET"]),
-            Route("/v2", v2(v2_server), methods=["GET"]),
+            Route("/v1/sample", route(sample, "sample"), methods=["POST"]),
+            Route("/v1/reconstruct", route(reconstruct, "reconstruct"), methods=["POST"]),
+            Route("/healthz", route(healthz, auth=False), methods=["GET"]),
+            Route("/metrics", route(metrics, "metrics"), methods=["GET"]),
+            Route("/v2", route(v2_server), methods=["GET"]),
             # health stays open under --token: orchestrators' probes carry no credentials (docs/deploying.md)
-            Route("/v2/health/live", v2(v2_live, auth=False), methods=["GET"]),
-            Route("/v2/health/ready", v2(v2_ready, auth=False), methods=["GET"]),
+            Route("/v2/health/live", route(v2_live, auth=False), methods=["GET"]),
+            Route("/v2/health/ready", route(v2_ready, auth=False), methods=["GET"]),
             *[  # each model route with and without /versions/{version}
                 Route(f"/v2/models/{{name}}{version}{tail}", handler, methods=[method])
                 for tail, handler, method in (
-                    ("", v2(v2_model), "GET"),
-                    ("/ready", v2(v2_model_ready, auth=False), "GET"),
-                    ("/infer", v2_infer, "POST"),
+                    ("", route(v2_model), "GET"),
+                    ("/ready", route(v2_model_ready, auth=False), "GET"),
+                    ("/infer", route(v2_infer, infer=True), "POST"),
                 )
                 for version in ("", "/versions/{version}")
             ],

@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import hmac
+import logging
 import threading
+import uuid
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +29,7 @@ from vaegan.runtime import oip
 from vaegan.runtime.batcher import BatcherClosed, MicroBatcher
 from vaegan.runtime.sampler import Sampler
 
+log = logging.getLogger(__name__)
 UNKNOWN_MODEL = "_unknown"  # the one metric label of every model name this server does not serve
 
 
@@ -46,6 +49,15 @@ class ClientGone(VaeganError):
     """The client closed the connection before its request was read: nobody to answer."""
 
 
+class EngineFailed(VaeganError):
+    """The engine raised while running a request that passed validation: a server error. The
+    engine's own text (paths, shapes) is logged with the request id, never sent to the client."""
+
+    def __init__(self, request_id: str):
+        super().__init__(f"internal error (request id {request_id})")
+        self.request_id = request_id
+
+
 # Each error a request can end in, its HTTP status and its gRPC status code, first match wins.
 # 499 is nginx's "client closed request": counted, never sent (nobody is there to read it).
 STATUS: tuple[tuple[tuple[type[BaseException], ...], int, str], ...] = (
@@ -55,9 +67,9 @@ STATUS: tuple[tuple[tuple[type[BaseException], ...], int, str], ...] = (
     ((SlowBody,), 408, "DEADLINE_EXCEEDED"),
     ((ClientGone,), 499, "CANCELLED"),
     ((Overloaded, BatcherClosed), 503, "UNAVAILABLE"),
-    ((InputError, ValueError), 400, "INVALID_ARGUMENT"),
+    ((InputError,), 400, "INVALID_ARGUMENT"),  # the request's own validation, and nothing else
     ((asyncio.TimeoutError, concurrent.futures.TimeoutError, TimeoutError), 504, "DEADLINE_EXCEEDED"),
-    ((VaeganError,), 500, "INTERNAL"),
+    ((EngineFailed,), 500, "INTERNAL"),
 )
 
 
@@ -72,6 +84,56 @@ def status_of(e: BaseException) -> tuple[int, str]:
 def is_bug(e: BaseException) -> bool:
     """An error the table does not know: not one of vaegan's answers but a bug, logged with its traceback."""
     return not any(isinstance(e, kinds) for kinds, _, _ in STATUS)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a front-end sends for an error: the same on every protocol."""
+
+    http: int
+    grpc: str
+    message: str
+    request_id: str | None = None
+
+
+def answer(e: BaseException, timeout_s: float) -> Answer:
+    """The one error path of both front-ends. A client error (the table's 4xx rows) says what to fix;
+    anything else is a server error whose text never leaves the server: it is logged with its
+    traceback under a request id, and the client gets that id to quote."""
+    http, grpc_code = status_of(e)
+    if http == 504:
+        return Answer(http, grpc_code, f"request took over {timeout_s:.0f}s")
+    if isinstance(e, EngineFailed):
+        return Answer(http, grpc_code, str(e), e.request_id)
+    if is_bug(e) or http == 500:
+        rid = new_request_id()
+        log.error("internal error (request id %s)", rid, exc_info=e)
+        return Answer(500, "INTERNAL", f"internal error (request id {rid})", rid)
+    return Answer(http, grpc_code, str(e) or type(e).__name__)
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def _engine_errors(fut: Future) -> Future:
+    """The batcher's future, with an engine's exception turned into EngineFailed (logged here, with
+    the engine's text and traceback, under the id the client gets)."""
+    out: Future = Future()
+
+    def done(f: Future) -> None:
+        e = f.exception()
+        if e is None:
+            out.set_result(f.result())
+        elif isinstance(e, BatcherClosed | Overloaded):
+            out.set_exception(e)
+        else:
+            rid = new_request_id()
+            log.error("the engine failed a request (request id %s)", rid, exc_info=e)
+            out.set_exception(EngineFailed(rid))
+
+    fut.add_done_callback(done)
+    return out
 
 
 def bearer_ok(authorization: str | None, token: str | None) -> bool:
@@ -168,14 +230,15 @@ class ServingCore:
 
     # ------------------------------------------------- requests, each checked before it joins a batch
     def decode(self, z: Any) -> Future:
-        """Latents -> Future of uint8 images; bad latents raise InputError here, before batching."""
-        return self.decoder.submit(self.sampler.check_latents(z))
+        """Latents -> Future of uint8 images; bad latents raise InputError here, before batching, and
+        whatever the engine raises after is an EngineFailed."""
+        return _engine_errors(self.decoder.submit(self.sampler.check_latents(z)))
 
     def encode(self, images: Any) -> Future:
         """uint8 images -> Future of [mu | logvar] rows."""
         if self.encoder is None:
             raise InputError("this artifact dir has no encoder")
-        return self.encoder.submit(self.sampler.check_images(images))
+        return _engine_errors(self.encoder.submit(self.sampler.check_images(images)))
 
     def close(self, drain: bool = True) -> None:
         """Stop taking requests; with drain, answer what was accepted first."""
