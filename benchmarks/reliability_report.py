@@ -119,24 +119,40 @@ def main(
             )
         ],
         "",
-        "## Second attack round (tests/runtime/test_serve_attacks.py, test_bad_files.py, tests/export/test_reexport.py,",
-        "test_export_model.py)",
-        "",
-        "Every failure of the second attack round (issue 20) has a test: the serving cases against a real",
-        "`vaegan serve` over HTTP and gRPC, the file and CLI cases through the real CLI. Each figure is the",
-        "number of test cases that passed / failed in that run.",
-        "",
-        "| case | passed | failed |",
-        "|---|---:|---|",
-        *[
-            f"| {case} | {r2.get(case + ' passed', 0)} | {r2.get(case + ' failed', 0)} |"
-            for r2 in [d.get("round2", {})]
-            for case in dict.fromkeys(k.rsplit(" ", 1)[0] for k in r2)
-        ],
-        "",
+        *_round_section(
+            d.get("round2", {}),
+            "Second attack round (tests/runtime/test_serve_attacks.py, test_bad_files.py, tests/export/test_reexport.py,\n"
+            "test_export_model.py)",
+            "Every failure of the second attack round (issue 20) has a test: the serving cases against a real\n"
+            "`vaegan serve` over HTTP and gRPC, the file and CLI cases through the real CLI.",
+        ),
+        *_round_section(
+            d.get("round3", {}),
+            "Third attack round (tests/trainer/test_run_dir.py, test_data.py, tests/runtime/test_prior_attacks.py,\n"
+            "test_serve_errors.py, tests/export/test_reload.py, test_reexport.py)",
+            "Every failure of the third attack round (issue 29) has a test: `train --out` on the user's files, a\n"
+            "bad prior.npz (re-signed in the manifest, as an attacker who can write the dir would) through\n"
+            "`Sampler.load`, `vaegan sample`, `doctor` and `info`, engine errors and malformed requests against\n"
+            "real HTTP and gRPC servers, reloads under 64 clients against a real `vaegan serve`.",
+        ),
     ]
     dst.write_text("\n".join(lines))
     print(f"-> {dst}")
+
+
+def _round_section(counts: dict[str, int], title: str, intro: str) -> list[str]:
+    """An attack round's table: each case, the test cases that passed and failed in that run."""
+    cases = dict.fromkeys(k.rsplit(" ", 1)[0] for k in counts)
+    return [
+        f"## {title}",
+        "",
+        intro + " Each figure is the number of test cases that passed / failed in that run.",
+        "",
+        "| case | passed | failed |",
+        "|---|---:|---|",
+        *[f"| {c} | {counts.get(c + ' passed', 0)} | {counts.get(c + ' failed', 0)} |" for c in cases],
+        "",
+    ]
 
 
 if __name__ == "__main__":

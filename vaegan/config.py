@@ -322,6 +322,9 @@ class ExportOptions:
         return self
 
 
+RELOADS = ("off", "poll")
+
+
 @dataclass
 class ServeConfig:
     """`vaegan serve`: batching, admission, request limits and who may call it."""
@@ -349,7 +352,8 @@ class ServeConfig:
     keep_alive_s: float = opt(5.0, "Idle keep-alive connections are closed after this long.")
     token: str | None = opt(
         None,
-        "Require `Authorization: Bearer TOKEN` on every endpoint but /healthz (default: $VAEGAN_TOKEN, "
+        "Require `Authorization: Bearer TOKEN` on every endpoint but the health probes (/healthz, "
+        "/v2/health/live, /v2/health/ready, a model's /ready) (default: $VAEGAN_TOKEN, "
         "else open). Use TLS in front (docs/deploying.md): a token in clear text is readable on the wire.",
     )
     grpc_port: int | None = opt(
@@ -357,8 +361,16 @@ class ServeConfig:
         "Also serve the Open Inference Protocol (KServe v2) over gRPC on this port; HTTP always has it "
         "under /v2 (docs/deploying.md).",
     )
+    reload: str = opt(
+        "off",
+        "poll: load the artifact dir again when a re-export changes it (checked every 2 s); off: only "
+        "on request (POST /v2/repository/models/decoder/load, under the token). The new model is "
+        "verified and warmed beside the old, then swapped with no failed request; a broken one is "
+        "refused and the old one keeps serving.",
+    )
     max_body_bytes: int = 4 << 20
     request_timeout_s: float = 60.0
+    reload_poll_s: float = 2.0
 
     def validate(self) -> ServeConfig:
         if self.max_batch is not None and not 1 <= self.max_batch <= 65536:
@@ -374,6 +386,8 @@ class ServeConfig:
                 f"--max-n must be between 1 and --max-queue ({self.max_queue}): a larger request could never "
                 f"be admitted; got {self.max_n}"
             )
+        if self.reload not in RELOADS:
+            raise ConfigError(f"--reload must be one of {', '.join(RELOADS)}, got {self.reload!r}")
         if self.max_decoding < 1 or self.max_connections < 1:
             raise ConfigError("--max-decoding and --max-connections must be at least 1")
         for name in ("header_timeout_s", "body_timeout_s", "keep_alive_s", "request_timeout_s"):

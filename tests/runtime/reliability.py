@@ -39,8 +39,10 @@ def write() -> None:
     data = json.loads(OUT.read_text()) if OUT.exists() else {}
     for section, counts in TRIED.items():
         data[section] = dict(counts)
-    for section, counts in OUTCOMES.items():  # merged per test: suites split over runs add up
-        data[section] = {**data.get(section, {}), **counts}
+    for section, counts in OUTCOMES.items():  # merged per case: suites split over runs add up
+        cases = {k.rsplit(" ", 1)[0] for k in counts}
+        kept = {k: v for k, v in data.get(section, {}).items() if k.rsplit(" ", 1)[0] not in cases}
+        data[section] = {**kept, **counts}  # a case run again replaces its passed and failed counts
     data.update(MEASURED)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     tmp = OUT.with_suffix(".tmp")

@@ -9,8 +9,8 @@ from typing import Any
 import click
 
 from vaegan.cli.app import cli, fail
-from vaegan.cli.options import backend_option, device_option, options_from, precision_option
-from vaegan.config import ServeConfig
+from vaegan.cli.options import backend_option, device_option, option_from, options_from, precision_option
+from vaegan.config import RELOADS, ServeConfig
 
 
 @cli.command()
@@ -145,6 +145,7 @@ def _decode_with_progress(s: Any, z: Any) -> Any:
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @options_from(ServeConfig, "max_batch max_delay_ms max_queue max_n max_decoding max_connections")
 @options_from(ServeConfig, "header_timeout_s body_timeout_s keep_alive_s token grpc_port")
+@option_from(ServeConfig, "reload", "--reload", type=click.Choice(RELOADS))
 @backend_option
 @precision_option
 @device_option
@@ -173,10 +174,13 @@ def serve(
         fail(f"serving needs the serve extra ({e.name} missing): pip install 'vaegan[serve]'")
     from vaegan.runtime.sampler import Sampler
 
-    s = Sampler.load(art_dir, backend=backend, precision=precision, device=device, max_n=cfg.max_n)
+    def load() -> Sampler:
+        return Sampler.load(art_dir, backend=backend, precision=precision, device=device, max_n=cfg.max_n)
+
+    s = load()
     click.echo(
         f"serving {art_dir} on http://{host}:{port} ({s.backend_info['backend']} {precision}: "
         f"{s.backend_info['why']})",
         err=True,
     )
-    run_server(s, host, port, cfg)
+    run_server(s, host, port, cfg, load)

@@ -91,6 +91,13 @@ def start(core: ServingCore, host: str, port: int, workers: int = 8) -> tuple[An
             )
 
         @answered
+        def RepositoryModelLoad(self, request, context):
+            authorize(context)
+            oip.find(core.models, request.model_name, "")
+            core.reload()
+            return pb.RepositoryModelLoadResponse()
+
+        @answered
         def ModelInfer(self, request, context):
             name = request.model_name
             authorize(context)  # before any work on the name

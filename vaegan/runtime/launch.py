@@ -4,6 +4,7 @@ one ServingCore; neither front-end knows the other."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from vaegan.config import ServeConfig
 from vaegan.runtime.http_guard import ensure_fd_budget, uvicorn_config
@@ -14,13 +15,16 @@ from vaegan.runtime.serving import ServingCore
 log = logging.getLogger(__name__)
 
 
-def serve(sampler: Sampler, host: str, port: int, cfg: ServeConfig) -> None:
-    """Run until SIGINT/SIGTERM; uvicorn then stops accepting and finishes what it accepted."""
+def serve(
+    sampler: Sampler, host: str, port: int, cfg: ServeConfig, loader: Callable[[], Sampler] | None = None
+) -> None:
+    """Run until SIGINT/SIGTERM; uvicorn then stops accepting and finishes what it accepted.
+    loader: loads the artifact dir again, for reloads (on request, or on change with --reload poll)."""
     import uvicorn
 
     if warning := ensure_fd_budget(cfg.max_connections):
         log.warning("%s", warning)
-    core = ServingCore(sampler, cfg)
+    core = ServingCore(sampler, cfg, loader)
     app = create_app(core)
     grpc_server = None
     if cfg.grpc_port is not None:

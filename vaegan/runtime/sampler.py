@@ -56,6 +56,7 @@ class Sampler:
         self.max_batch = int(manifest.max_batch)
         self.max_n = max_n
         self.prior: LatentPrior | None = None  # set by load(): the export's fitted prior, if any
+        self.art_dir: Path | None = None  # set by load(): the dir it was loaded from
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -117,7 +118,7 @@ class Sampler:
                 info["encoder"] = asdict(runners["encoder"].info)
             info["prior"] = prior.describe() if prior is not None else "N(0, I)"
             sampler = cls(manifest, runners["decoder"], runners.get("encoder"), info, max_n)
-            sampler.prior = prior
+            sampler.prior, sampler.art_dir = prior, art_dir
             return sampler
         raise BackendUnavailable(
             f"no usable {precision} decoder in {art_dir} for backend {backend}: "

@@ -4,6 +4,7 @@ POST /v1/sample       JSON {"n", "seed", "temperature", "class", "format": "png"
 POST /v1/reconstruct  an image file as the body (PNG/JPEG/BMP) -> PNG of the reconstruction
 GET  /healthz         liveness, always open; model, backend and queue depth only with the token
 GET  /metrics         Prometheus text: requests, batch sizes, latency
+POST /v2/repository/models/{name}/load   load the artifact dir again (Triton's repository API)
 
 Inference runs on the batchers' threads; the event loop only parses, waits and encodes. Admission is
 counted in images: the decoder's queue takes at most --max-queue waiting images and serves small
@@ -60,7 +61,7 @@ def create_app(core: ServingCore | Sampler, cfg: ServeConfig | None = None):
 
     if not isinstance(core, ServingCore):
         core = ServingCore(core, cfg or ServeConfig())
-    sampler, cfg, m = core.sampler, core.cfg, core.metrics
+    cfg, m = core.cfg, core.metrics  # core.sampler is read per request: a reload swaps it
     image_pool = ThreadPoolExecutor(1, thread_name_prefix="vaegan-image-decode")
     decoding = threading.BoundedSemaphore(cfg.max_decoding)
 
@@ -136,7 +137,7 @@ def create_app(core: ServingCore | Sampler, cfg: ServeConfig | None = None):
         seed, class_name = req.get("seed"), req.get("class")
         if class_name is not None and not isinstance(class_name, str):
             raise InputError(f"class must be a string (one of the model's class names), got {class_name!r}")
-        z = sampler.latents(n, seed=seed, temperature=req.get("temperature", 1.0), class_name=class_name)
+        z = core.sampler.latents(n, seed=seed, temperature=req.get("temperature", 1.0), class_name=class_name)
         images = await wait(core.decode(z))
         m["samples"].inc(len(images))
         headers = {"X-Vaegan-N": str(len(images))}
@@ -158,10 +159,10 @@ def create_app(core: ServingCore | Sampler, cfg: ServeConfig | None = None):
             raise Overloaded(f"{cfg.max_decoding} uploaded images are already being decoded: retry shortly")
         try:
             loop = asyncio.get_running_loop()
-            image = await loop.run_in_executor(image_pool, _decode_image, body, sampler)
+            image = await loop.run_in_executor(image_pool, _decode_image, body, core.sampler)
         finally:
             decoding.release()
-        mu = (await wait(core.encode(image)))[:, : sampler.latent_dim]
+        mu = (await wait(core.encode(image)))[:, : core.sampler.latent_dim]
         rec = await wait(core.decode(mu))
         m["samples"].inc(1)
         return Response(await asyncio.to_thread(_png, rec), media_type="image/png")
@@ -170,10 +171,14 @@ def create_app(core: ServingCore | Sampler, cfg: ServeConfig | None = None):
         """Liveness for orchestrators: always open; the details only to those who may see them."""
         body: dict[str, Any] = {"status": "ok"}
         if core.authorized(request.headers.get("authorization")):
+            s = core.sampler
             body |= {
-                "model": sampler.manifest.model,
-                "backend": sampler.backend_info["backend"],
-                "precision": sampler.backend_info["precision"],
+                "model": s.manifest.model,
+                "backend": s.backend_info["backend"],
+                "precision": s.backend_info["precision"],
+                "manifest_sha256": core.loaded["manifest_sha256"],
+                # the dir was re-exported and not reloaded: this is not what it holds now
+                "stale": core.stale(),
                 "queue": core.decoder.queued,
                 "max_batch": cfg.max_batch,
                 "max_n": cfg.max_n,
@@ -225,6 +230,13 @@ def create_app(core: ServingCore | Sampler, cfg: ServeConfig | None = None):
             headers={"Inference-Header-Content-Length": str(len(head))},
         )
 
+    async def v2_repository_load(request: Request) -> Response:
+        """Triton's repository API: load the model again from the artifact dir (both models come from
+        one dir, so loading either reloads it)."""
+        find(request)
+        loaded = await asyncio.to_thread(core.reload)
+        return JSONResponse(loaded)
+
     async def not_found(request: Request, exc) -> Response:
         status = getattr(exc, "status_code", 404)
         msg = f"{request.method} {request.url.path}: {getattr(exc, 'detail', 'not found')}"
@@ -246,6 +258,7 @@ def create_app(core: ServingCore | Sampler, cfg: ServeConfig | None = None):
             # health stays open under --token: orchestrators' probes carry no credentials (docs/deploying.md)
             Route("/v2/health/live", route(v2_live, auth=False), methods=["GET"]),
             Route("/v2/health/ready", route(v2_ready, auth=False), methods=["GET"]),
+            Route("/v2/repository/models/{name}/load", route(v2_repository_load), methods=["POST"]),
             *[  # each model route with and without /versions/{version}
                 Route(f"/v2/models/{{name}}{version}{tail}", handler, methods=[method])
                 for tail, handler, method in (

@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import hashlib
 import hmac
 import logging
 import threading
+import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -49,6 +54,10 @@ class ClientGone(VaeganError):
     """The client closed the connection before its request was read: nobody to answer."""
 
 
+class ReloadFailed(VaeganError):
+    """A reload whose new model did not load or run: the old one keeps serving."""
+
+
 class EngineFailed(VaeganError):
     """The engine raised while running a request that passed validation: a server error. The
     engine's own text (paths, shapes) is logged with the request id, never sent to the client."""
@@ -66,6 +75,7 @@ STATUS: tuple[tuple[tuple[type[BaseException], ...], int, str], ...] = (
     ((TooLarge,), 413, "RESOURCE_EXHAUSTED"),
     ((SlowBody,), 408, "DEADLINE_EXCEEDED"),
     ((ClientGone,), 499, "CANCELLED"),
+    ((ReloadFailed,), 409, "FAILED_PRECONDITION"),
     ((Overloaded, BatcherClosed), 503, "UNAVAILABLE"),
     ((InputError,), 400, "INVALID_ARGUMENT"),  # the request's own validation, and nothing else
     ((asyncio.TimeoutError, concurrent.futures.TimeoutError, TimeoutError), 504, "DEADLINE_EXCEEDED"),
@@ -184,30 +194,94 @@ def _metrics() -> tuple[Any, dict[str, Any]]:
 
 @dataclass
 class ServingCore:
-    """The served models, their batchers, settings, metrics, readiness and token."""
+    """The served models, their batchers, settings, metrics, readiness and token.
+
+    loader: how to load the artifact dir again (given by `vaegan serve`): `reload()` loads, checks and
+    warms the new model beside the served one, then swaps it in; requests already queued finish on
+    the old one, a request that reaches the old batcher as it closes is sent to the new one."""
 
     sampler: Sampler
     cfg: ServeConfig
+    loader: Callable[[], Sampler] | None = None
     registry: Any = field(init=False)
     metrics: dict[str, Any] = field(init=False)
     ready: threading.Event = field(init=False, default_factory=threading.Event)
     decoder: MicroBatcher = field(init=False)
     encoder: MicroBatcher | None = field(init=False, default=None)
     models: dict[str, oip.OipModel] = field(init=False)
+    loaded: dict[str, Any] = field(init=False, default_factory=dict)  # what is served: manifest hash, time
 
     def __post_init__(self) -> None:
-        s = self.sampler
         self.cfg = ServeConfig(**vars(self.cfg)).validate()
+        self.cfg.max_batch = self.cfg.max_batch or self.sampler.max_batch  # default: the export's
         self.registry, self.metrics = _metrics()
-        c = self.cfg
-        batch = c.max_batch = c.max_batch or s.max_batch  # default: the export's max batch
-        self.decoder = MicroBatcher(s.decode, batch, c.max_delay_ms, c.max_queue, self._on_batch)
+        self._reload_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._install(self.sampler)
+        self.ready.set()
+        if self.cfg.reload == "poll" and self.loader is not None:
+            threading.Thread(target=self._poll, name="vaegan-reload-poll", daemon=True).start()
+
+    def _install(self, s: Sampler) -> None:
+        c, batch = self.cfg, int(self.cfg.max_batch or s.max_batch)
+        decoder = MicroBatcher(s.decode, batch, c.max_delay_ms, c.max_queue, self._on_batch)
+        encoder = None
         if s.encoder_runner is not None:  # rows are mu and logvar side by side
-            self.encoder = MicroBatcher(
+            encoder = MicroBatcher(
                 lambda x: np.concatenate(s.encode(x), axis=1), batch, c.max_delay_ms, c.max_queue
             )
-        self.models = oip.models(s, self.decode, self.encode if self.encoder else None)
-        self.ready.set()
+        # one assignment each: a request sees the old set or the new, and retries a closed batcher
+        self.sampler, self.decoder, self.encoder = s, decoder, encoder
+        self.models = oip.models(s, self.decode, self.encode if encoder else None)
+        self.loaded = {"manifest_sha256": _manifest_sha(s), "loaded_at": time.time()}
+
+    def reload(self) -> dict[str, Any]:
+        """Load the artifact dir again, verify and warm it beside the served model, then swap. On any
+        failure the served model stays and ReloadFailed says why."""
+        if self.loader is None:
+            raise ReloadFailed("this server was not started from an artifact dir: nothing to reload")
+        with self._reload_lock:
+            try:
+                new = self.loader()
+            except VaeganError as e:
+                log.error("reload refused, still serving the previous model: %s", e)
+                raise ReloadFailed(f"reload refused, still serving the previous model: {e}") from None
+            try:
+                new.decode(new.latents(1, seed=0))  # warm: its first request pays no engine start-up
+                if new.encoder_runner is not None:
+                    new.encode(np.zeros((1, *new.image_shape), np.uint8))
+            except Exception as e:  # noqa: BLE001 - whatever the new engine raises, the old one stays
+                new.close()
+                rid = new_request_id()
+                log.error(
+                    "reload refused: the new model failed its first run (request id %s)", rid, exc_info=e
+                )
+                raise ReloadFailed(
+                    f"reload refused, still serving the previous model: the new model failed its first run "
+                    f"(request id {rid})"
+                ) from None
+            old_sampler, old = self.sampler, (self.decoder, self.encoder)
+            self._install(new)
+            for b in old:
+                if b is not None:
+                    b.close(drain=True)  # what was queued there is answered by the old engine
+            old_sampler.close()
+            log.info("reloaded: now serving manifest %s", self.loaded["manifest_sha256"][:12])
+            return dict(self.loaded)
+
+    def _poll(self) -> None:
+        seen = _dir_signature(self.sampler)
+        while not self._stop.wait(self.cfg.reload_poll_s):
+            now = _dir_signature(self.sampler)
+            if now == seen:
+                continue
+            seen = now
+            with contextlib.suppress(ReloadFailed):  # logged by reload; tried again on the next change
+                self.reload()
+
+    def stale(self) -> bool:
+        """Whether the artifact dir on disk is no longer the model served (a re-export not reloaded)."""
+        return _manifest_sha(self.sampler) != self.loaded.get("manifest_sha256")
 
     @property
     def token(self) -> str | None:
@@ -232,17 +306,46 @@ class ServingCore:
     def decode(self, z: Any) -> Future:
         """Latents -> Future of uint8 images; bad latents raise InputError here, before batching, and
         whatever the engine raises after is an EngineFailed."""
-        return _engine_errors(self.decoder.submit(self.sampler.check_latents(z)))
+        return self._submit("decoder", lambda s: s.check_latents(z))
 
     def encode(self, images: Any) -> Future:
         """uint8 images -> Future of [mu | logvar] rows."""
-        if self.encoder is None:
-            raise InputError("this artifact dir has no encoder")
-        return _engine_errors(self.encoder.submit(self.sampler.check_images(images)))
+        return self._submit("encoder", lambda s: s.check_images(images))
+
+    def _submit(self, which: str, check: Callable[[Sampler], Any]) -> Future:
+        while True:
+            sampler, batcher = self.sampler, getattr(self, which)
+            if batcher is None:
+                raise InputError("this artifact dir has no encoder")
+            try:
+                return _engine_errors(batcher.submit(check(sampler)))
+            except BatcherClosed:
+                if batcher is getattr(self, which) and not self.ready.is_set():
+                    raise  # shutting down, not a reload
+                if batcher is getattr(self, which):
+                    time.sleep(0.001)  # a reload is installing the new batcher right now
 
     def close(self, drain: bool = True) -> None:
         """Stop taking requests; with drain, answer what was accepted first."""
+        self._stop.set()
         self.ready.clear()
         if self.encoder is not None:
             self.encoder.close(drain)
         self.decoder.close(drain)
+
+
+def _manifest_sha(s: Sampler) -> str:
+    """The sha256 of the served dir's manifest.json as it is on disk now ('' when it cannot be read)."""
+    try:
+        return hashlib.sha256((Path(s.art_dir or "") / "manifest.json").read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
+def _dir_signature(s: Sampler) -> tuple[int, int, int] | None:
+    """What changes when an export replaces the dir (it swaps the whole dir, so the inode changes)."""
+    try:
+        st = (Path(s.art_dir or "") / "manifest.json").stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
