@@ -6,6 +6,7 @@ gRPC server on loopback over a real ONNX Runtime decoder, with a fault switched 
 
 from __future__ import annotations
 
+import io
 import json
 import socket
 
@@ -161,4 +162,31 @@ def test_v1_sample_draws_one_class(live):
     assert r.content != other.content
     for bad, says in (("Z", "no class 'Z'"), (3, "class must be a string")):
         r = httpx.post(f"{url}/v1/sample", json={"n": 1, "class": bad}, timeout=30)
+        assert r.status_code == 400 and says in r.json()["error"], r.text
+
+
+@pytest.mark.reliability("round3", "the OIP sample model draws one class (HTTP v2 and gRPC)")
+def test_oip_sample_model_takes_a_class_parameter(live):
+    url, grpc_url, _ = live
+    body = {"inputs": [{"name": "n", "datatype": "INT32", "shape": [1], "data": [4]}]}
+    r = httpx.post(
+        f"{url}/v2/models/sample/infer", json={**body, "parameters": {"seed": 0, "class": "3"}}, timeout=30
+    )
+    assert r.status_code == 200, r.text
+    images = np.array(r.json()["outputs"][0]["data"], np.uint8).reshape(r.json()["outputs"][0]["shape"])
+    v1 = httpx.post(f"{url}/v1/sample", json={"n": 4, "seed": 0, "class": "3", "format": "npy"}, timeout=30)
+    np.testing.assert_array_equal(images, np.load(io.BytesIO(v1.content)))  # the same draw as /v1/sample
+    with grpcclient.InferenceServerClient(grpc_url) as c:
+        inp = grpcclient.InferInput("n", [1], "INT32")
+        inp.set_data_from_numpy(np.array([4], np.int32))
+        out = c.infer("sample", [inp], parameters={"seed": 0, "class": "3"}).as_numpy("images")
+        np.testing.assert_array_equal(out, images)
+        with pytest.raises(InferenceServerException) as e:
+            c.infer("sample", [inp], parameters={"class": "Z"})
+        assert e.value.status() == "StatusCode.INVALID_ARGUMENT" and "no class 'Z'" in e.value.message()
+    for params, says in (
+        ({"class": 3}, "class must be a string"),
+        ({"colour": "red"}, "unknown parameters: colour"),
+    ):
+        r = httpx.post(f"{url}/v2/models/sample/infer", json={**body, "parameters": params}, timeout=30)
         assert r.status_code == 400 and says in r.json()["error"], r.text

@@ -16,7 +16,13 @@ from vaegan.runtime import oip
 from vaegan.runtime.serving import ServingCore, Unauthorized, answer, server_metadata
 
 # protocol datatype -> the field of InferTensorContents that carries it when not sent raw
-CONTENTS = {"FP32": "fp32_contents", "UINT8": "uint_contents", "INT8": "int_contents", "FP16": None}
+CONTENTS = {
+    "FP32": "fp32_contents",
+    "UINT8": "uint_contents",
+    "INT8": "int_contents",
+    "INT32": "int_contents",
+    "FP16": None,
+}
 
 
 def start(core: ServingCore, host: str, port: int, workers: int = 8) -> tuple[Any, int]:
@@ -106,7 +112,11 @@ def start(core: ServingCore, host: str, port: int, workers: int = 8) -> tuple[An
             unknown = asked - {o.name for o in model.outputs}
             if unknown:
                 raise InputError(f"{name} has no output {sorted(unknown)[0]!r}")
-            rows = model.run(_input(model, request)).result(timeout_s)
+            params = {
+                k: getattr(v, v.WhichOneof("parameter_choice") or "", None)
+                for k, v in request.parameters.items()
+            }
+            rows = model.run(_input(model, request), params).result(timeout_s)
             resp = pb.ModelInferResponse(model_name=name, model_version=oip.VERSION, id=request.id)
             for spec, arr in zip(model.outputs, model.split(rows), strict=True):
                 if spec.name in asked:

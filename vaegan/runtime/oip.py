@@ -29,7 +29,7 @@ from vaegan.core.errors import InputError
 VERSION = "1"
 MAX_ELEMENTS = 1 << 31  # no request tensor is larger (the body and message limits come far sooner)
 # The protocol's names for the numpy types vaegan's graphs take, in Triton's own mapping (tritonclient)
-SERVED_DTYPES = ("float32", "float16", "uint8", "int8")
+SERVED_DTYPES = ("float32", "float16", "uint8", "int8", "int32")
 DATATYPES = {d: np_to_triton_dtype(np.dtype(d)) for d in SERVED_DTYPES}
 NUMPY = {v: np.dtype(triton_to_np_dtype(v)) for v in DATATYPES.values()}
 
@@ -50,7 +50,8 @@ class OipModel:
     name: str
     inputs: list[Tensor]
     outputs: list[Tensor]
-    run: Callable[[np.ndarray], Future]  # one input batch -> Future of the output rows (the batcher)
+    # one input batch and the request's parameters -> Future of the output rows (the batcher)
+    run: Callable[[np.ndarray, dict[str, Any]], Future]
     split: Callable[[np.ndarray], list[np.ndarray]]  # the batcher's rows -> each output tensor
     parameters: dict[str, str]
 
@@ -91,9 +92,14 @@ class OipModel:
 
 
 def models(
-    sampler: Any, decode: Callable[[np.ndarray], Future], encode: Callable[[np.ndarray], Future] | None
+    sampler: Any,
+    decode: Callable[[np.ndarray], Future],
+    encode: Callable[[np.ndarray], Future] | None,
+    sample: Callable[[int, dict[str, Any]], Future],
 ) -> dict[str, OipModel]:
-    """The served models, from the manifest's I/O contract (the same source as the Triton repository)."""
+    """The served models: the decoder and encoder from the manifest's I/O contract (the same source as
+    the Triton repository), and `sample`, what POST /v1/sample does: input n (INT32 [1]), request
+    parameters seed, temperature and class, output images."""
     params = {"precision": sampler.backend_info["precision"], "backend": sampler.backend_info["backend"]}
     out = {}
     for name, run in (("decoder", decode), ("encoder", encode)):
@@ -109,8 +115,21 @@ def models(
             split = _whole
         else:
             split = functools.partial(_halves, z=sampler.latent_dim)
-        out[name] = OipModel(name, tensors(ins), tensors(outs), run, split, params)
+        out[name] = OipModel(name, tensors(ins), tensors(outs), _tensor_only(run), split, params)
+    images = Tensor("images", "UINT8", [-1, *sampler.image_shape])
+    out["sample"] = OipModel(
+        "sample",
+        [Tensor("n", "INT32", [1])],
+        [images],
+        lambda x, p: sample(int(x.reshape(-1)[0]), p),
+        _whole,
+        params,
+    )
     return out
+
+
+def _tensor_only(run: Callable[[np.ndarray], Future]) -> Callable[[np.ndarray, dict[str, Any]], Future]:
+    return lambda x, _params: run(x)
 
 
 def _whole(rows: np.ndarray) -> list[np.ndarray]:

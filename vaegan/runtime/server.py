@@ -129,16 +129,11 @@ def create_app(core: ServingCore | Sampler, cfg: ServeConfig | None = None):
         unknown = set(req) - {"n", "seed", "temperature", "format", "class"}
         if unknown:
             raise InputError(f"unknown fields: {', '.join(sorted(map(str, unknown)))}")
-        n, fmt = req.get("n", 1), req.get("format", "png")
+        fmt, seed = req.get("format", "png"), req.get("seed")
         if fmt not in ("png", "npy"):
             raise InputError(f"format must be png or npy, got {fmt!r}")
-        if isinstance(n, int) and not isinstance(n, bool) and n > cfg.max_n:
-            raise InputError(f"n={n} is over this server's limit of {cfg.max_n} (--max-n)")
-        seed, class_name = req.get("seed"), req.get("class")
-        if class_name is not None and not isinstance(class_name, str):
-            raise InputError(f"class must be a string (one of the model's class names), got {class_name!r}")
-        z = core.sampler.latents(n, seed=seed, temperature=req.get("temperature", 1.0), class_name=class_name)
-        images = await wait(core.decode(z))
+        params = {k: req[k] for k in ("seed", "temperature", "class") if k in req}
+        images = await wait(core.sample(req.get("n", 1), params))
         m["samples"].inc(len(images))
         headers = {"X-Vaegan-N": str(len(images))}
         if seed is not None:
@@ -218,8 +213,8 @@ def create_app(core: ServingCore | Sampler, cfg: ServeConfig | None = None):
         req, x, binary_out = oip_codec.parse_infer(
             model, body, request.headers.get("inference-header-content-length")
         )
-        rows = await wait(model.run(x))
-        if model.name == "decoder":
+        rows = await wait(model.run(x, oip_codec.parameters(req, "")))
+        if model.name in ("decoder", "sample"):
             m["samples"].inc(len(rows))
         head, blobs = oip_codec.infer_response(model, req, model.split(rows), binary_out)
         if not blobs:

@@ -232,7 +232,7 @@ class ServingCore:
             )
         # one assignment each: a request sees the old set or the new, and retries a closed batcher
         self.sampler, self.decoder, self.encoder = s, decoder, encoder
-        self.models = oip.models(s, self.decode, self.encode if encoder else None)
+        self.models = oip.models(s, self.decode, self.encode if encoder else None, self.sample)
         self.loaded = {"manifest_sha256": _manifest_sha(s), "loaded_at": time.time()}
 
     def reload(self) -> dict[str, Any]:
@@ -303,6 +303,24 @@ class ServingCore:
         self.metrics["batch_seconds"].observe(seconds)
 
     # ------------------------------------------------- requests, each checked before it joins a batch
+    def sample(self, n: Any, params: dict[str, Any]) -> Future:
+        """n images from the prior, as /v1/sample and the OIP `sample` model ask: params seed,
+        temperature and class (a class of a labelled training set), each checked like every field."""
+        unknown = set(params) - {"seed", "temperature", "class", "binary_data_output"}
+        if unknown:
+            raise InputError(
+                f"unknown parameters: {', '.join(sorted(map(str, unknown)))} (seed, temperature, class)"
+            )
+        if isinstance(n, int) and not isinstance(n, bool) and n > self.cfg.max_n:
+            raise InputError(f"n={n} is over this server's limit of {self.cfg.max_n} (--max-n)")
+        class_name = params.get("class")
+        if class_name is not None and not isinstance(class_name, str):
+            raise InputError(f"class must be a string (one of the model's class names), got {class_name!r}")
+        z = self.sampler.latents(
+            n, seed=params.get("seed"), temperature=params.get("temperature", 1.0), class_name=class_name
+        )
+        return self.decode(z)
+
     def decode(self, z: Any) -> Future:
         """Latents -> Future of uint8 images; bad latents raise InputError here, before batching, and
         whatever the engine raises after is an EngineFailed."""
