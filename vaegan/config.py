@@ -87,8 +87,8 @@ class TrainConfig:
     )
     adv_lr: float | None = opt(
         None,
-        "Encoder and decoder learning rate once the GAN is on (default: from the recipe: --lr for 32x32 "
-        "grey, --lr / 10 for larger images, where a decoder at the full rate overran D in a few steps).",
+        "Encoder and decoder learning rate once the GAN is on (default: from the recipe: --lr / 2 for "
+        "32x32 grey, --lr / 10 for larger images; at the full rate the decoder overran D in a few steps).",
     )
     betas: tuple[float, float] = (0.5, 0.999)
     kl_weight: float | None = opt(
@@ -126,7 +126,12 @@ class TrainConfig:
         "Train D from the first step, on prior samples the decoder does not learn from, so that it is a "
         "match for the decoder when the GAN turns on (default: from the recipe).",
     )
-    diffaug: bool = opt(True, "DiffAugment on every image D sees.")
+    diffaug: bool | None = opt(
+        None,
+        "DiffAugment (colour, translation, cutout) on every image D sees (default: from the recipe: on "
+        "for colour and larger images, off for 32x32 grey, where cutting out half a digit left D unable "
+        "to tell real from fake).",
+    )
     ema_decay: float | None = opt(
         None,
         "Decay of the EMA of the encoder and decoder weights, which is what the run saves and exports "

@@ -41,7 +41,7 @@ def test_reconstruction_loss_gives_no_gradient_to_the_discriminator():
 def test_discriminator_loss_trains_only_the_discriminator():
     m, x = _setup()
     fake = m.decoder(torch.randn(6, 8))
-    discriminator_loss(m, x, fake, "hinge", augment=True, r1_gamma=1.0).backward()
+    discriminator_loss(m, x, fake, "hinge", augment=True, r1_gamma=1.0)[0].backward()
     assert _grad_norm(m.discriminator) > 0
     assert _grad_norm(m.decoder) == 0.0 and _grad_norm(m.encoder) == 0.0
 

@@ -289,6 +289,10 @@ def train(
                 losses, fake = generator_step(st, x, stage, tc, autocast, world, bg, warm_d)
                 if fake is not None:
                     losses |= discriminator_step(st, x, fake, tc, autocast, world)
+                    if stage != "vae":  # GAN steps only: is D still telling real from fake?
+                        warning = st.d_watch.update(float(losses["d_real"]), float(losses["d_fake"]))
+                        if warning and is_main:
+                            bar.write(warning)
             except NonFinite as e:
                 _diverged(save, st, stage, e.losses, out if is_main else None)
             st.scaler.update()
@@ -298,8 +302,12 @@ def train(
 
             log_now = st.step % tc.log_every == 0 or (not st.budget_s and st.step == total)
             row: dict[str, Any] = {"step": st.step, "total_steps": total, "epoch": epoch, "stage": stage}
-            if log_now or bar.bar is not None:
-                row |= {f"loss_{k}": float(v.detach()) for k, v in losses.items() if k != "total"}
+            if log_now or bar.bar is not None:  # d_real, d_fake: D's mean logits (liveness.py)
+                row |= {
+                    k if k.startswith("d_") else f"loss_{k}": float(v.detach())
+                    for k, v in losses.items()
+                    if k != "total"
+                }
                 row["loss_total"] = float(losses["total"].detach())
             row["imgs_per_s"] = tc.log_every * per_step / max(1e-9, time.time() - t_log) if log_now else 0.0
             if log_now:
@@ -338,6 +346,8 @@ def train(
     write_samples("last", z_last)
     seconds = time.time() - t_start
     rate = (st.step - step0) * per_step / max(1e-9, st.elapsed_s - elapsed0)
+    if is_main and st.d_watch.is_dead:  # said in the run's last lines too, not only mid-run
+        log.warning("%s", st.d_watch.warning())
     if is_main and progress:
         log.info(
             "reached step %d (epoch %.1f, %s stage) in %s%s at %.0f img/s; weights %s, samples %s",
@@ -409,9 +419,11 @@ class _Progress:
             self.bar.set_description(row["stage"], refresh=False)
             self.bar.update(round(position - self.bar.n, 3))
             if log_line:
-                self.bar.set_postfix({k[5:]: f"{v:.3g}" for k, v in row.items() if k.startswith("loss_")})
+                self.bar.set_postfix(
+                    {k.removeprefix("loss_"): f"{v:.3g}" for k, v in row.items() if _shown(k)}
+                )
         elif log_line and self.enabled:
-            losses = " ".join(f"{k[5:]}={v:.4g}" for k, v in row.items() if k.startswith("loss_"))
+            losses = " ".join(f"{k.removeprefix('loss_')}={v:.4g}" for k, v in row.items() if _shown(k))
             where = f"{row.get('time_s', 0):.0f}s" if self.timed else f"{row['step']}/{row['total_steps']}"
             log.info(
                 "step %d (%s) epoch %d %s %s %.0f img/s",
@@ -423,6 +435,17 @@ class _Progress:
                 row["imgs_per_s"],
             )
 
+    def write(self, line: str) -> None:
+        """A line above the bar (or a log line without one)."""
+        if self.bar is not None:
+            self.bar.write(line, file=sys.stderr)
+        else:
+            log.warning("%s", line)
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def _shown(key: str) -> bool:
+    return key.startswith(("loss_", "d_real", "d_fake"))

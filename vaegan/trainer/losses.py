@@ -162,8 +162,9 @@ def generator_gan_loss(
 
 def discriminator_loss(
     m: VAEGAN, real: torch.Tensor, fake: torch.Tensor, kind: str, augment: bool, r1_gamma: float
-) -> torch.Tensor:
-    """D learns from the GAN loss alone, on detached fakes."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """D learns from the GAN loss alone, on detached fakes. Returns the loss and D's mean logit on
+    the real images and on the fakes (detached: how well D tells them apart, liveness.py)."""
     fake = fake.detach()
     if r1_gamma > 0:
         real = real.detach().requires_grad_(True)
@@ -175,4 +176,4 @@ def discriminator_loss(
     if r1_gamma > 0:
         (grad,) = torch.autograd.grad(logits_real.sum(), real, create_graph=True)
         loss = loss + 0.5 * r1_gamma * grad.pow(2).flatten(1).sum(1).mean()
-    return loss
+    return loss, logits_real.detach().float().mean(), logits_fake.detach().float().mean()

@@ -4,7 +4,7 @@ step, each returning its losses. The loop (loop.py) decides which stage runs, th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import torch
@@ -12,6 +12,7 @@ import torch.distributed as dist
 from torch.optim.swa_utils import AveragedModel
 
 from vaegan.config import ModelConfig, TrainConfig
+from vaegan.trainer.liveness import DiscriminatorWatch
 from vaegan.trainer.losses import adaptive_weight, discriminator_loss, generator_gan_loss, vae_losses
 from vaegan.trainer.models import VAEGAN, Decoder, Encoder, build_models
 
@@ -45,6 +46,7 @@ class TrainState:
     elapsed_s: float = 0.0
     budget_s: float = 0.0  # 0: steps decide
     stage: str = ""
+    d_watch: DiscriminatorWatch = field(default_factory=DiscriminatorWatch)
 
     @classmethod
     def create(cls, mc: ModelConfig, tc: TrainConfig, device: torch.device, fp16: bool) -> TrainState:
@@ -85,6 +87,7 @@ class TrainState:
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
             "scaler": self.scaler.state_dict(),
+            "d_watch": [self.d_watch.steps, self.d_watch.dead],
             "rng": rng,
         }
 
@@ -108,6 +111,8 @@ class TrainState:
         self.elapsed_s = float(st.get("elapsed_s", 0.0))
         self.budget_s = float(st.get("budget_s", 0.0))
         self.stage = str(st.get("stage", ""))
+        steps, dead = st.get("d_watch", [0, 0])
+        self.d_watch = DiscriminatorWatch(int(steps), int(dead))
         return list(st["rng"])
 
 
@@ -141,7 +146,7 @@ def generator_step(
     m.discriminator.requires_grad_(False)
     with autocast():
         if stage == "gan":
-            g_total, fake = generator_gan_loss(m, None, z_prior, str(tc.gan_loss), tc.diffaug)
+            g_total, fake = generator_gan_loss(m, None, z_prior, str(tc.gan_loss), bool(tc.diffaug))
             losses = {"gan": g_total}
         else:
             losses, z, _ = vae_losses(
@@ -158,7 +163,7 @@ def generator_step(
             g_total = losses.pop("total")
             if use_gan:
                 gan, fake = generator_gan_loss(
-                    m, z if tc.gan_on_recon else None, z_prior, str(tc.gan_loss), tc.diffaug
+                    m, z if tc.gan_on_recon else None, z_prior, str(tc.gan_loss), bool(tc.diffaug)
                 )
                 w: float | torch.Tensor = tc.gan_weight
                 if tc.adaptive_gan_weight:
@@ -192,14 +197,16 @@ def discriminator_step(
     m = st.models
     m.discriminator.requires_grad_(True)
     with autocast():
-        d_loss = discriminator_loss(m, x, fake, str(tc.gan_loss), tc.diffaug, float(tc.r1_gamma or 0.0))
+        d_loss, d_real, d_fake = discriminator_loss(
+            m, x, fake, str(tc.gan_loss), bool(tc.diffaug), float(tc.r1_gamma or 0.0)
+        )
     if not _finite_everywhere(d_loss, world):
         raise NonFinite({"d": d_loss})
     st.opt_d.zero_grad(set_to_none=True)
     st.scaler.scale(d_loss).backward()
     _all_reduce_grads(list(m.discriminator.parameters()), world)
     st.scaler.step(st.opt_d)
-    return {"d": d_loss}
+    return {"d": d_loss, "d_real": d_real, "d_fake": d_fake}
 
 
 def _all_reduce_grads(params: list[torch.nn.Parameter], world: int) -> None:
