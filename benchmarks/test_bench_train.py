@@ -1,7 +1,8 @@
 """Training throughput of a 64x64 RGB model, per stage, with the recipe `vaegan train` picks for it.
 
     make bench                                   # with the other pytest-benchmark suites
-    python benchmarks/test_bench_train.py        # a table: img/s per stage and the run's average
+    python benchmarks/test_bench_train.py        # a table: img/s per stage and the run's average,
+                                                 # bf16 autocast off and on, and the recipe's pick
 
 A step is the loop's own: `generator_step` (and `discriminator_step` in the GAN stages) on a batch
 of the recipe's size, with the recipe's mixed precision. The run's average weights each stage by the
@@ -30,9 +31,12 @@ from vaegan.trainer.steps import TrainState, discriminator_step, generator_step 
 STAGES = ("vae", "adversarial", "joint")
 
 
-def _setup(size: int = 64, channels: int = 3, n_images: int = 2700):
+def _setup(size: int = 64, channels: int = 3, n_images: int = 2700, amp: str | None = None):
+    """The recipe's model and steps for 64x64 RGB; amp: "bf16" or "off" instead of the recipe's."""
     cfg, chosen = recipe.resolve(
-        RunConfig(ModelConfig(image_size=size, channels=channels), TrainConfig()), n_images, on_cuda=False
+        RunConfig(ModelConfig(image_size=size, channels=channels), TrainConfig(amp=amp)),
+        n_images,
+        on_cuda=False,
     )
     tc = cfg.train
     torch.manual_seed(0)
@@ -59,18 +63,19 @@ def _step(st, x, stage, tc, autocast, bg) -> None:
         discriminator_step(st, x, fake, tc, autocast, 1)
 
 
+@pytest.mark.parametrize("amp", ["off", "bf16"])
 @pytest.mark.parametrize("stage", STAGES)
-def test_training_step_64px_rgb(benchmark, stage):
-    cfg, st, autocast, x, bg, _ = _setup()
+def test_training_step_64px_rgb(benchmark, stage, amp):
+    cfg, st, autocast, x, bg, _ = _setup(amp=amp)
     _step(st, x, stage, cfg.train, autocast, bg)  # warm-up: oneDNN picks its kernels on the first call
     benchmark.pedantic(_step, args=(st, x, stage, cfg.train, autocast, bg), rounds=12, warmup_rounds=2)
     benchmark.extra_info["images_per_step"] = len(x)
     benchmark.extra_info["amp"] = cfg.train.amp
 
 
-def measure(seconds: float = 8.0) -> dict[str, float]:
+def measure(seconds: float = 8.0, amp: str | None = None) -> dict[str, float]:
     """img/s per stage (each measured for about `seconds`) and the recipe's time-weighted average."""
-    cfg, st, autocast, x, bg, _ = _setup()
+    cfg, st, autocast, x, bg, _ = _setup(amp=amp)
     tc = cfg.train
     rates = {}
     for stage in STAGES:
@@ -97,5 +102,10 @@ if __name__ == "__main__":
     print(
         f"CPU: best ISA {isa}; native bf16: {recipe.cpu_has_native_bf16()}; torch threads {torch.get_num_threads()}"
     )
-    for stage, rate in measure().items():
-        print(f"  {stage:<12} {rate:7.0f} img/s")
+    both = {amp: measure(amp=amp) for amp in ("off", "bf16")}
+    print(f"  {'img/s':<12} {'fp32':>7} {'bf16':>7}  bf16/fp32")
+    for stage in both["off"]:
+        print(
+            f"  {stage:<12} {both['off'][stage]:7.0f} {both['bf16'][stage]:7.0f}  {both['bf16'][stage] / both['off'][stage]:.2f}x"
+        )
+    print(f"the recipe picks: amp {cfg.train.amp}")

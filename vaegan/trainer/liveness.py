@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 CANNOT_TELL = 0.1  # logits: hinge D pushes real to >= +1 and fakes to <= -1, a gap of 2 when it can tell
 DEAD_SHARE = 0.10
-MIN_STEPS = 50  # GAN steps before the share is judged: D's first steps after the VAE stage are noisy
+MIN_STEPS = 200  # GAN steps before the share is judged: D's first steps after the VAE stage are noisy
 
 
 @dataclass

@@ -131,7 +131,18 @@ def resolve(cfg: RunConfig, n_images: int, on_cuda: bool = False) -> tuple[RunCo
         model=dataclasses.replace(mc, **model_vals),
         train=dataclasses.replace(tc, **train_vals),
     )
+    if "amp" in chosen and out.train.amp == "bf16":  # native bf16: kept only where it measures faster
+        from vaegan.trainer.amp_probe import faster_cpu_amp
+
+        amp, _ = faster_cpu_amp(build_config(out.model), out.train)
+        out = dataclasses.replace(out, train=dataclasses.replace(out.train, amp=amp))
     return out, chosen
+
+
+def build_config(mc: Any) -> Any:
+    """The model config with every size the recipe decides filled in (as build_models does)."""
+    unset = {k: v for k, v in model_defaults(mc.image_size, mc.channels).items() if getattr(mc, k) is None}
+    return dataclasses.replace(mc, **unset)
 
 
 def describe(cfg: RunConfig, n_images: int, chosen: list[str]) -> str:
