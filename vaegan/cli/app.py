@@ -30,8 +30,10 @@ def cli(verbose: bool) -> None:
       vaegan train  --data digits --out runs/digits        # PyTorch, writes a run dir
       vaegan eval   runs/digits                            # FD, precision/recall, coverage, PSNR
       vaegan export runs/digits --out artifacts/digits     # ONNX fp32/fp16/int8 (+ OpenVINO, TensorRT)
+      vaegan doctor artifacts/digits                       # on the device: what runs here, and why not
+      vaegan engines artifacts/digits                      # on an NVIDIA device: TensorRT engines
       vaegan sample artifacts/digits -n 64 --out grid.png  # torch-free runtime
-      vaegan serve  artifacts/digits                       # HTTP API
+      vaegan serve  artifacts/digits                       # HTTP and gRPC (Open Inference Protocol)
       vaegan bench  artifacts/digits                       # latency vs PyTorch, ORT, OpenVINO
     """
     # vaegan's own lines (warnings, what auto picked) at INFO; the libraries' narration (onnxscript's

@@ -31,7 +31,7 @@ import torch
 import torch.distributed as dist
 
 from vaegan import __version__
-from vaegan.config import RunConfig, TrainConfig
+from vaegan.config import ModelConfig, RunConfig, TrainConfig
 from vaegan.core.errors import DataError, TrainingDiverged
 from vaegan.core.images import save_grid
 from vaegan.core.io import append_line, read_jsonl, remove_stale_temps, write_bytes, write_json
@@ -106,7 +106,7 @@ def train(
     out: str | Path,
     resume: bool = False,
     progress: bool = True,
-    infer: set[str] | frozenset[str] = frozenset(),
+    infer: set[str] | frozenset[str] | None = None,
     extend_time_s: float = 0.0,
 ) -> TrainResult:
     """Train per `cfg` into `out`. With resume, continue from out/train_state.pt; extend_time_s
@@ -114,6 +114,8 @@ def train(
 
     infer: model fields to take from the data instead of cfg: "channels" (grey folder -> 1, colour
     -> 3) and "image_size" (the images' own square size; refused with one line if there is none).
+    None (the default): each of the two that cfg leaves at ModelConfig's default is taken from the
+    data, as `vaegan train` does for the options not given; pass set() to use cfg's as they are.
     The caller's cfg is not changed: the config the run used is in the result (and config.json).
     """
     t_start = time.time()
@@ -134,8 +136,10 @@ def train(
     is_main = rank == 0
 
     # ---- data, and the recipe for it
-    infer = frozenset() if resume else frozenset(infer)
     mc = cfg.model
+    if infer is None:
+        infer = {k for k in ("image_size", "channels") if getattr(mc, k) == getattr(ModelConfig(), k)}
+    infer = frozenset() if resume else frozenset(infer)
     data = load_dataset(
         cfg.train.data,
         None if "image_size" in infer else mc.image_size,
