@@ -27,7 +27,16 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
 
-setup: $(VENV)/.installed
+# The browser tests use Debian's chromium through Playwright (a browser download is not possible
+# here); without root or apt they skip and say why.
+build/.chromium:
+	@mkdir -p build
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; } || \
+		echo "chromium could not be installed: the browser tests will skip"
+	@touch $@
+
+setup: $(VENV)/.installed build/.chromium
 
 ## One command: set up, train on the bundled digits, evaluate, export every precision, sample.
 quickstart: setup

@@ -373,6 +373,11 @@ class ServeConfig:
         "verified and warmed beside the old, then swapped with no failed request; a broken one is "
         "refused and the old one keeps serving.",
     )
+    ui: bool = opt(
+        True,
+        "A page at / to look at the model in a browser (samples, one class, an interpolation, a "
+        "reconstruction), made only of calls to the public API; static, so it costs nothing unopened.",
+    )
     max_body_bytes: int = 4 << 20
     request_timeout_s: float = 60.0
     reload_poll_s: float = 2.0

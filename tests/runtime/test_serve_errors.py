@@ -190,3 +190,37 @@ def test_oip_sample_model_takes_a_class_parameter(live):
     ):
         r = httpx.post(f"{url}/v2/models/sample/infer", json={**body, "parameters": params}, timeout=30)
         assert r.status_code == 400 and says in r.json()["error"], r.text
+
+
+def test_the_page_at_root_is_static_and_offline(live, art_dir):
+    import re
+
+    from vaegan.config import ServeConfig
+    from vaegan.runtime import Sampler
+    from vaegan.runtime.server import create_app
+    from vaegan.runtime.serving import ServingCore
+
+    url, _, _ = live
+    r = httpx.get(f"{url}/", timeout=30)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert not re.search(r"(src|href)=\"https?://", r.text) and "/v1/sample" in r.text  # no CDN, its own API
+    with (
+        Sampler.load(art_dir, backend="ort") as s,
+        LiveServer(create_app(ServingCore(s, ServeConfig(ui=False)))) as off,
+    ):
+        assert httpx.get(f"{off}/", timeout=30).status_code == 404  # --no-ui
+
+
+def test_v1_sample_between_two_seeds(live):
+    url, _, _ = live
+    r = httpx.post(f"{url}/v1/sample", json={"n": 5, "between": [1, 2], "format": "npy"}, timeout=30)
+    assert r.status_code == 200, r.text
+    strip = np.load(io.BytesIO(r.content))
+    ends = np.load(
+        io.BytesIO(
+            httpx.post(f"{url}/v1/sample", json={"n": 1, "seed": 1, "format": "npy"}, timeout=30).content
+        )
+    )
+    assert np.abs(strip[0].astype(int) - ends[0]).max() <= 1  # starts at seed 1's sample
+    r = httpx.post(f"{url}/v1/sample", json={"n": 5, "between": [1]}, timeout=30)
+    assert r.status_code == 400 and "two seeds" in r.json()["error"]

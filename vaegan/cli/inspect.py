@@ -111,3 +111,25 @@ def doctor(art_dir: Path | None, as_json: bool) -> None:
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else format_report(report))
     if not report.ok:
         sys.exit(1)
+
+
+@cli.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the page (default: PATH/report.html).",
+)
+def report(path: Path, out: Path | None) -> None:
+    """One self-contained HTML page of a run dir or an artifact dir.
+
+    \b
+    A run: losses by stage, the discriminator on real and generated images (alive or not), images/s,
+    the sample and reconstruction grids over time, and `vaegan eval`'s figures if it was run.
+    An artifact dir: the manifest's tables and the same latents through each precision.
+    Images are embedded; the page needs no network to open. `vaegan train` writes one for every run.
+    """
+    from vaegan.report import write_report
+
+    click.echo(f"-> {write_report(path, out)}")

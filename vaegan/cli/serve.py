@@ -146,6 +146,7 @@ def _decode_with_progress(s: Any, z: Any) -> Any:
 @options_from(ServeConfig, "max_batch max_delay_ms max_queue max_n max_decoding max_connections")
 @options_from(ServeConfig, "header_timeout_s body_timeout_s keep_alive_s token grpc_port")
 @option_from(ServeConfig, "reload", "--reload", type=click.Choice(RELOADS))
+@option_from(ServeConfig, "ui", "--ui")
 @backend_option
 @precision_option
 @device_option

@@ -105,6 +105,12 @@ def train(ctx: click.Context, out: Path, resume: Path | None, quiet: bool, **o: 
         click.echo(f"  weights:  {res.out / 'model.safetensors'}")
         click.echo(f"  samples:  {res.out / 'samples'}")
         click.echo(f"  metrics:  {res.out / 'metrics.jsonl'}")
+        try:
+            from vaegan.report import write_report
+
+            click.echo(f"  report:   {write_report(res.out)}")
+        except ImportError as e:  # matplotlib is the train extra's; a partial install still trains
+            click.echo(f"  report:   not written ({e.name} is missing)")
 
 
 # ------------------------------------------------------------------------------------------ eval

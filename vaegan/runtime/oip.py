@@ -117,13 +117,14 @@ def models(
             split = functools.partial(_halves, z=sampler.latent_dim)
         out[name] = OipModel(name, tensors(ins), tensors(outs), _tensor_only(run), split, params)
     images = Tensor("images", "UINT8", [-1, *sampler.image_shape])
+    classes = sampler.prior.class_names if getattr(sampler, "prior", None) is not None else None
     out["sample"] = OipModel(
         "sample",
         [Tensor("n", "INT32", [1])],
         [images],
         lambda x, p: sample(int(x.reshape(-1)[0]), p),
         _whole,
-        params,
+        params | ({"classes": ",".join(classes)} if classes else {}),
     )
     return out
 

@@ -1,6 +1,7 @@
 """`vaegan serve`: the Sampler over HTTP (starlette + uvicorn), with micro-batching.
 
-POST /v1/sample       JSON {"n", "seed", "temperature", "class", "format": "png" | "npy"}
+GET  /                a page to look at the model in a browser (--no-ui turns it off)
+POST /v1/sample       JSON {"n", "seed", "temperature", "class", "between": [a, b], "format": "png" | "npy"}
 POST /v1/reconstruct  an image file as the body (PNG/JPEG/BMP) -> PNG of the reconstruction
 GET  /healthz         liveness, always open; model, backend and queue depth only with the token
 GET  /metrics         Prometheus text: requests, batch sizes, latency
@@ -126,13 +127,13 @@ def create_app(core: ServingCore | Sampler, cfg: ServeConfig | None = None):
 
     async def sample(request: Request) -> Response:
         req = _json_object(await read_body(request), 'like {"n": 8, "seed": 0}')
-        unknown = set(req) - {"n", "seed", "temperature", "format", "class"}
+        unknown = set(req) - {"n", "seed", "temperature", "format", "class", "between"}
         if unknown:
             raise InputError(f"unknown fields: {', '.join(sorted(map(str, unknown)))}")
         fmt, seed = req.get("format", "png"), req.get("seed")
         if fmt not in ("png", "npy"):
             raise InputError(f"format must be png or npy, got {fmt!r}")
-        params = {k: req[k] for k in ("seed", "temperature", "class") if k in req}
+        params = {k: req[k] for k in ("seed", "temperature", "class", "between") if k in req}
         images = await wait(core.sample(req.get("n", 1), params))
         m["samples"].inc(len(images))
         headers = {"X-Vaegan-N": str(len(images))}
@@ -232,6 +233,11 @@ def create_app(core: ServingCore | Sampler, cfg: ServeConfig | None = None):
         loaded = await asyncio.to_thread(core.reload)
         return JSONResponse(loaded)
 
+    page = _ui_page() if cfg.ui else None  # read once: an unopened page costs nothing
+
+    async def ui(request: Request) -> Response:
+        return Response(page, media_type="text/html; charset=utf-8")
+
     async def not_found(request: Request, exc) -> Response:
         status = getattr(exc, "status_code", 404)
         msg = f"{request.method} {request.url.path}: {getattr(exc, 'detail', 'not found')}"
@@ -245,6 +251,7 @@ def create_app(core: ServingCore | Sampler, cfg: ServeConfig | None = None):
 
     return Starlette(
         routes=[
+            *([Route("/", route(ui, auth=False), methods=["GET"])] if page is not None else []),
             Route("/v1/sample", route(sample, "sample"), methods=["POST"]),
             Route("/v1/reconstruct", route(reconstruct, "reconstruct"), methods=["POST"]),
             Route("/healthz", route(healthz, auth=False), methods=["GET"]),
@@ -267,6 +274,14 @@ def create_app(core: ServingCore | Sampler, cfg: ServeConfig | None = None):
         exception_handlers={404: not_found, 405: not_found},
         lifespan=lifespan,
     )
+
+
+def _ui_page() -> bytes:
+    """The page at / (vaegan/runtime/ui/index.html): static HTML and script, no CDN, nothing fetched
+    but the server's own API. It holds no model data: a page under --token asks for the token."""
+    from importlib.resources import files
+
+    return (files("vaegan.runtime") / "ui" / "index.html").read_bytes()
 
 
 def _json_object(body: bytes, example: str) -> dict:

@@ -306,16 +306,22 @@ class ServingCore:
     def sample(self, n: Any, params: dict[str, Any]) -> Future:
         """n images from the prior, as /v1/sample and the OIP `sample` model ask: params seed,
         temperature and class (a class of a labelled training set), each checked like every field."""
-        unknown = set(params) - {"seed", "temperature", "class", "binary_data_output"}
+        unknown = set(params) - {"seed", "temperature", "class", "between", "binary_data_output"}
         if unknown:
             raise InputError(
-                f"unknown parameters: {', '.join(sorted(map(str, unknown)))} (seed, temperature, class)"
+                f"unknown parameters: {', '.join(sorted(map(str, unknown)))} (seed, temperature, class, between)"
             )
         if isinstance(n, int) and not isinstance(n, bool) and n > self.cfg.max_n:
             raise InputError(f"n={n} is over this server's limit of {self.cfg.max_n} (--max-n)")
         class_name = params.get("class")
         if class_name is not None and not isinstance(class_name, str):
             raise InputError(f"class must be a string (one of the model's class names), got {class_name!r}")
+        between = params.get("between")
+        if between is not None:  # n steps from seed a's latent to seed b's, as `vaegan sample --interpolate`
+            if not (isinstance(between, list) and len(between) == 2):
+                raise InputError(f"between must be two seeds [a, b], got {between!r}")
+            za, zb = (self.sampler.latents(1, seed=s, class_name=class_name)[0] for s in between)
+            return self.decode(self.sampler.interpolation_latents(za, zb, n))
         z = self.sampler.latents(
             n, seed=params.get("seed"), temperature=params.get("temperature", 1.0), class_name=class_name
         )
