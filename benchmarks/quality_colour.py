@@ -27,8 +27,8 @@ sys.path.insert(0, str(ROOT))
 
 from vaegan.core.cpu import isa_summary  # noqa: E402
 from vaegan.core.images import save_grid  # noqa: E402
-from vaegan.trainer.evaluate import evaluate_run, reference_data  # noqa: E402
-from vaegan.trainer.metrics import DEGRADED, degraded, get_classifier, score_images  # noqa: E402
+from vaegan.trainer.evaluate import evaluate_run, reference_data, scale_rows  # noqa: E402
+from vaegan.trainer.metrics import get_classifier  # noqa: E402
 
 MODES = ("vae", "gan", "vaegan")
 COLUMNS = ("confident", "class_coverage", "class_kl", "fd", "precision", "recall", "coverage", "psnr")
@@ -39,17 +39,6 @@ def train_mode(data: str, budget: str, mode: str, out: Path) -> float:
     cmd = [sys.executable, "-m", "vaegan", "train", "--data", data, "--time", budget, "--mode", mode]
     subprocess.run([*cmd, "--out", str(out)], check=True)
     return time.time() - t0
-
-
-def scale_rows(ref, n: int = 1000) -> dict[str, dict[str, float]]:
-    """Held-out real images and degraded copies of them, scored like samples."""
-    clf = get_classifier(ref.data)
-    rng = np.random.default_rng(0)
-    real = ref.val.images[:n]
-    rows = {"held-out real images": score_images(real, ref.train, clf)}
-    for kind in DEGRADED:
-        rows[f"real images, {kind}"] = score_images(degraded(real, kind, rng), ref.train, clf)
-    return rows
 
 
 def grids(run: Path, docs: Path, name: str) -> tuple[str, str]:

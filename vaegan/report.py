@@ -178,11 +178,18 @@ def _eval_table(ev: dict[str, Any]) -> str:
     rows = [("metric", "value")] + [
         (k, f"{v:.4f}" if isinstance(v, float) else str(v)) for k, v in ev.get("metrics", {}).items()
     ]
-    ref = ev.get("info", {}).get("reference")
+    scale = ev.get("info", {}).get("scale")
     out = ["<h2>vaegan eval</h2>", _table(rows)]
-    if isinstance(ref, dict):
-        out.append("<p>The same figures for real images and for images that are not like the data:</p>")
-        out.append(_table([("images", *ref.get("columns", []))] + [tuple(r) for r in ref.get("rows", [])]))
+    if isinstance(scale, dict) and scale:
+        cols = sorted({k for row in scale.values() for k in row})
+        out.append(
+            "<p>The scale to read them on: held-out real images, and copies that are not like the data:</p>"
+        )
+        out.append(
+            _table(
+                [("images", *cols)] + [(name, *(_fmt(r.get(k)) for k in cols)) for name, r in scale.items()]
+            )
+        )
     return "\n".join(out)
 
 

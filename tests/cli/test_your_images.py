@@ -1,4 +1,5 @@
-"""docs/your_images.md runs as written, on a small folder: every command of its `sh` blocks, in order,
+"""docs/your_images.md runs as written, on a small folder (two classes of 32x32 colour PNGs): every
+command of its `sh` blocks, in order,
 with the 15-minute budgets cut to a few steps; the server's curl example is sent to a real
 `vaegan serve` started with the page's own arguments."""
 
@@ -31,7 +32,7 @@ def test_the_page_goes_from_a_folder_to_a_served_model(tmp_path):
     for label in ("cats", "dogs"):
         (tmp_path / "my_images" / label).mkdir(parents=True)
         for i in range(40):
-            img = rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)
+            img = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
             Image.fromarray(img).save(tmp_path / "my_images" / label / f"{i:04d}.png")
     commands = _commands()
     assert [c[1] for c in commands if c[0] == "vaegan"] == [

@@ -41,7 +41,11 @@ def test_the_page_samples_one_class_and_interpolates(browser, art_dir, tmp_path)
         page = browser.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(url + "/")
+        page.goto(url + "/", wait_until="networkidle")
+        later: list[str] = []
+        page.on("request", lambda r: later.append(r.url))
+        page.wait_for_timeout(1500)
+        assert later == []  # an open page that nobody uses sends nothing: no polling
         page.click("#sample")
         page.wait_for_function("document.querySelectorAll('#samples canvas').length === 16")
         first = _canvases(page)
@@ -55,6 +59,14 @@ def test_the_page_samples_one_class_and_interpolates(browser, art_dir, tmp_path)
         page.wait_for_function("document.getElementById('status').textContent === 'sampling: done'")
         page.click("#interpolate")
         page.wait_for_function("document.querySelectorAll('#strip canvas').length === 8")
+        from PIL import Image
+
+        Image.new("L", (16, 16), 200).save(tmp_path / "upload.png")
+        page.set_input_files("#upload", str(tmp_path / "upload.png"))
+        page.wait_for_function(
+            "(() => { const i = document.getElementById('reconstruction');"
+            " return !i.hidden && i.complete && i.naturalWidth > 0; })()"
+        )
         page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
         assert not errors, errors
     finally:

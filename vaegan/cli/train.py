@@ -98,6 +98,7 @@ def train(ctx: click.Context, out: Path, resume: Path | None, quiet: bool, **o: 
         progress=not quiet,
         infer=infer,
         extend_time_s=o["time_s"] if resume is not None and "time_s" in given else 0.0,
+        on_checkpoint=_report,
     )
     if int(os.environ.get("RANK", "0")) == 0:
         steps = f"{res.step}/{res.total_steps}" if res.total_steps else str(res.step)
@@ -105,12 +106,17 @@ def train(ctx: click.Context, out: Path, resume: Path | None, quiet: bool, **o: 
         click.echo(f"  weights:  {res.out / 'model.safetensors'}")
         click.echo(f"  samples:  {res.out / 'samples'}")
         click.echo(f"  metrics:  {res.out / 'metrics.jsonl'}")
-        try:
-            from vaegan.report import write_report
+        click.echo(f"  report:   {_report(res.out)}")
 
-            click.echo(f"  report:   {write_report(res.out)}")
-        except ImportError as e:  # matplotlib is the train extra's; a partial install still trains
-            click.echo(f"  report:   not written ({e.name} is missing)")
+
+def _report(run: Path) -> str:
+    """The run's report.html (vaegan report), or why it was not written."""
+    try:
+        from vaegan.report import write_report
+
+        return str(write_report(run))
+    except ImportError as e:  # matplotlib is the train extra's; a partial install still trains
+        return f"not written ({e.name} is missing)"
 
 
 # ------------------------------------------------------------------------------------------ eval

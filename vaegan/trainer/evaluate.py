@@ -15,7 +15,14 @@ from vaegan.core.errors import ConfigError, DataError
 from vaegan.core.prior import LatentPrior
 from vaegan.trainer.checkpoint import PRIOR, fit_run_prior, load_model, load_prior
 from vaegan.trainer.data import Dataset, load_dataset, to_uint8
-from vaegan.trainer.metrics import get_classifier, missing_classes, score_images, vae_stats
+from vaegan.trainer.metrics import (
+    DEGRADED,
+    degraded,
+    get_classifier,
+    missing_classes,
+    score_images,
+    vae_stats,
+)
 from vaegan.trainer.recipe import prior_of
 
 
@@ -71,6 +78,21 @@ def evaluate_images(images: np.ndarray, cfg: RunConfig, ref: Reference | None = 
     else:
         ev.info["missing_classes"] = missing_classes(images, train, clf)
     return ev
+
+
+SCALE_COLUMNS = ("fd", "precision", "recall", "confident", "real")
+
+
+def scale_rows(ref: Reference, n: int = 1000) -> dict[str, dict[str, float]]:
+    """What good and bad look like in the same space: held-out real images and degraded copies of
+    them (heavy blur, blends, noise), scored like samples."""
+    clf = get_classifier(ref.data)
+    rng = np.random.default_rng(0)
+    real = ref.val.images[:n]
+    rows = {"held-out real images": score_images(real, ref.train, clf)}
+    for kind in DEGRADED:
+        rows[f"real images, {kind}"] = score_images(degraded(real, kind, rng), ref.train, clf)
+    return rows
 
 
 def space_name(data: Dataset) -> str:
@@ -132,5 +154,10 @@ def evaluate_run(
         "n": n,
         "temperature": temperature,
         "prior": fitted.describe() if fitted is not None else "N(0, I)",
+        # the scale to read the figures on (vaegan report shows it beside them)
+        "scale": {
+            name: {k: float(v) for k, v in row.items() if k in SCALE_COLUMNS}
+            for name, row in scale_rows(ref).items()
+        },
     }
     return ev

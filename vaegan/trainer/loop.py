@@ -22,6 +22,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ TIME_CHECKPOINT_S = 60.0  # with a time budget: a checkpoint at most this often 
 # on every step the VAE stage ran at 293 img/s against 462 without (letters64, AMX); D still meets
 # the GAN stages having taken over a thousand steps
 D_WARMUP_EVERY = 4
+REPORT_EVERY_S = 60.0  # on_checkpoint at most this often: a report costs about a second of plotting
 
 
 @dataclass
@@ -108,6 +110,7 @@ def train(
     progress: bool = True,
     infer: set[str] | frozenset[str] | None = None,
     extend_time_s: float = 0.0,
+    on_checkpoint: Callable[[Path], Any] | None = None,
 ) -> TrainResult:
     """Train per `cfg` into `out`. With resume, continue from out/train_state.pt; extend_time_s
     gives a resumed run that much more time (`vaegan train --resume RUN --time 5m`).
@@ -117,6 +120,8 @@ def train(
     None (the default): each of the two that cfg leaves at ModelConfig's default is taken from the
     data, as `vaegan train` does for the options not given; pass set() to use cfg's as they are.
     The caller's cfg is not changed: the config the run used is in the result (and config.json).
+    on_checkpoint(out): called after a checkpoint, at most once a minute (`vaegan train` writes the
+    run's report.html with it); an error there is logged, never the end of the run.
     """
     t_start = time.time()
     out = Path(out)
@@ -210,6 +215,8 @@ def train(
         to_tensor_range(val_set.images[:32]).to(device).contiguous(memory_format=torch.channels_last)
     )
 
+    reported = [time.time()]  # when on_checkpoint last ran
+
     def save() -> None:
         rng = [torch.get_rng_state()]
         if world > 1:
@@ -218,6 +225,12 @@ def train(
             rng = gathered
         if is_main:
             ckpt.save_run(out, cfg, st.ema_encoder, st.ema_decoder, st.state_dict(rng))
+            if on_checkpoint is not None and time.time() - reported[0] >= REPORT_EVERY_S:
+                reported[0] = time.time()
+                try:
+                    on_checkpoint(out)
+                except Exception as e:  # noqa: BLE001 - a report is never worth a training run
+                    log.warning("could not write the report (%s: %s)", type(e).__name__, e)
         if world > 1:
             dist.barrier()
 
