@@ -1,4 +1,4 @@
-"""The screenshots in README.md and docs/: `vaegan report` of a run, and the page `vaegan serve` answers
+"""The screenshots in README.md and docs/: `vaegan report` of a run and of its export, and the page `vaegan serve` answers
 at /, taken in headless Chromium (Debian's, through Playwright) as the browser tests drive them.
 
     python benchmarks/screenshots.py RUN_DIR ART_DIR     # e.g. runs/digits artifacts/digits (make quickstart)
@@ -22,6 +22,7 @@ from vaegan.report import write_report  # noqa: E402
 
 def main(run: Path, art: Path, docs: Path = ROOT / "docs") -> None:
     report = write_report(run)
+    art_report = write_report(art, Path(run) / "artifacts_report.html")
     proc, url = start_serve(art)
     try:
         with sync_playwright() as p:
@@ -29,6 +30,8 @@ def main(run: Path, art: Path, docs: Path = ROOT / "docs") -> None:
             page = browser.new_page(viewport={"width": 1150, "height": 900})
             page.goto(report.resolve().as_uri())
             page.screenshot(path=str(docs / "report.png"), full_page=False)
+            page.goto(art_report.resolve().as_uri())
+            page.screenshot(path=str(docs / "report_artifacts.png"), full_page=True)
             page.goto(url + "/")
             page.click("#sample")
             page.wait_for_function("document.querySelectorAll('#samples canvas').length === 16")
@@ -39,7 +42,7 @@ def main(run: Path, art: Path, docs: Path = ROOT / "docs") -> None:
     finally:
         proc.kill()
         proc.wait()
-    print(f"-> {docs / 'report.png'}, {docs / 'serve_page.png'}")
+    print(f"-> {docs / 'report.png'}, {docs / 'report_artifacts.png'}, {docs / 'serve_page.png'}")
 
 
 if __name__ == "__main__":
