@@ -32,7 +32,7 @@ from vaegan.trainer.loop import train  # noqa: E402
 
 MODES = ("vae", "gan", "vaegan")
 COLUMNS = ("fd", "precision", "recall", "confident", "coverage", "class_coverage", "class_kl", "psnr")
-# Prior temperatures swept for the modes with an encoder: each point trades recall for precision.
+# Prior temperatures swept for the modes with an encoder: each point moves along the precision-recall curve.
 TEMPERATURES = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)
 SWEEP_COLUMNS = ("precision", "recall", "fd", "coverage")
 LOWER_IS_BETTER = {"fd", "class_kl"}
@@ -226,8 +226,9 @@ def write_doc(a, results, sweeps, seeds, seconds) -> None:
         "",
         "## Precision at equal recall",
         "",
-        "A lower prior temperature (`vaegan sample --temperature`, `vaegan eval --temperature`) trades recall",
-        "for precision, so precision alone ranks the less diverse model first. Below, per seed, VAE-GAN at the",
+        "A lower prior temperature (`vaegan sample --temperature`, `vaegan eval --temperature`) lowers recall,",
+        "so comparing precision alone can rank the less diverse model first; in this evaluation space it lowers",
+        "precision too (both are measured below). Per seed, VAE-GAN at the",
         "swept temperature whose recall is nearest the VAE's (temperatures: "
         + ", ".join(f"{t:g}" for t in TEMPERATURES)
         + "):",
