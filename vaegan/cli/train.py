@@ -137,7 +137,7 @@ def _report(run: Path) -> str:
     type=click.FloatRange(0, 10, min_open=True),
     default=1.0,
     show_default=True,
-    help="Scale of the prior latents, as in `vaegan sample`: below 1 trades recall for precision.",
+    help="Scale of the prior latents, as in `vaegan sample` (docs/quality.md measures what it does to precision and recall).",
 )
 @click.option(
     "--prior",
