@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import sys
 import time
 from typing import Any
 
@@ -42,8 +43,30 @@ def uvicorn_config(app: Any, host: str, port: int, cfg: ServeConfig, log_level: 
 
 
 def _idle(conn: Any) -> bool:
-    """No request in progress: none started yet (a head still missing) or the last one answered."""
-    return conn.cycle is None or conn.cycle.response_complete
+    """No request in progress: none started yet (a head still missing) or the last one answered,
+    and no bytes of a next one already waiting in the kernel. A probe's head usually arrives in the
+    same event-loop pass as dozens of reconnecting idle sockets; reading the receive queue keeps it
+    from being taken for one of them."""
+    if conn.cycle is not None and not conn.cycle.response_complete:
+        return False
+    return _bytes_waiting(conn) == 0
+
+
+def _bytes_waiting(conn: Any) -> int:
+    """Unread bytes in the connection's socket receive queue (FIONREAD); 0 where it cannot be read."""
+    sock = conn.transport.get_extra_info("socket")
+    try:
+        import fcntl
+        import termios
+    except ImportError:  # not on POSIX
+        return 0
+    if sock is None:
+        return 0
+    try:
+        buf = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+    except OSError:
+        return 0
+    return int.from_bytes(buf, sys.byteorder, signed=True)
 
 
 def _guarded_h11(header_timeout: float, max_connections: int) -> type:
