@@ -18,7 +18,7 @@ FIXTURE := build/fixture-artifacts
 # torch is pinned to the CPU build served on these machines; a bare `torch` would pull a CUDA build.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: setup quickstart test test-arm64 lint unit runtime-py310 fixture quality bench bench-doc bench-model-64 clean
+.PHONY: setup quickstart test test-arm64 lint unit runtime-py310 fixture quality bench bench-doc bench-serve bench-model-64 docs clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -99,12 +99,20 @@ $(ART64)/manifest.json: $(VENV)/.installed
 
 bench-model-64: $(ART64)/manifest.json
 
-## The figures behind docs/benchmarks.md (after `make quickstart`): both model sizes against the peers
+## The engine figures in docs/benchmarks.md (after `make quickstart`): both model sizes against the peers
+PEERS := --engine vaegan-ort,vaegan-openvino,openvino-default,ort-raw --precision fp32,fp16,int8 --batch 1,64 --seconds 2 --rounds 6
 bench-doc: setup bench-model-64
-	$(VENV)/bin/vaegan bench $(ART) --component decoder,encoder --precision fp32,fp16,int8 --batch 1,8,64 \
-		--seconds 3 --rounds 10 --json docs/bench/bench.json --markdown docs/bench/table.md --plot docs/bench/throughput.png
-	$(VENV)/bin/vaegan bench $(ART64) --precision fp32,fp16,int8 --batch 1,64 --seconds 3 --rounds 10 \
-		--json docs/bench/bench64.json --markdown docs/bench/table64.md --plot docs/bench/throughput64.png
+	$(VENV)/bin/vaegan bench $(ART) $(PEERS) --json docs/bench/peers_digits.json --plot docs/bench/throughput.png
+	$(VENV)/bin/vaegan bench $(ART64) $(PEERS) --json docs/bench/peers_letters64.json
+	$(MAKE) docs
+
+## The serving figures in docs/benchmarks.md: vaegan serve under load, both models
+bench-serve: setup bench-model-64
+	$(PY) benchmarks/serve_bench.py $(ART) $(ART64)
+
+## Re-render every table in README.md and docs/ from its results file (benchmarks/docs.py)
+docs: setup
+	$(PY) benchmarks/docs.py
 
 clean:
 	rm -rf $(VENV) $(VENV310) build runs artifacts

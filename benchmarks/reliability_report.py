@@ -1,7 +1,7 @@
 """Write docs/reliability.md from the counts the hardening tests recorded (build/reliability.json).
 
 make test                                   # runs the sweep, records build/reliability.json
-python benchmarks/reliability_report.py     # -> docs/reliability.md
+python benchmarks/reliability_report.py     # -> docs/results/reliability.json, docs/reliability.md
 """
 
 from __future__ import annotations
@@ -11,12 +11,35 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import docs  # noqa: E402
+from vaegan.bench.measure import provenance  # noqa: E402
+from vaegan.core.io import write_json  # noqa: E402
+
+RESULTS_SCHEMA = 1  # docs/results/reliability.json (benchmarks/docs.py renders docs/reliability.md from it)
 
 
 def main(
-    src: Path = ROOT / "build" / "reliability.json", dst: Path = ROOT / "docs" / "reliability.md"
+    src: Path = ROOT / "build" / "reliability.json",
+    dst: Path = ROOT / "docs" / "results" / "reliability.json",
 ) -> None:
-    d = json.loads(src.read_text())
+    """Copy the test run's counts into a results file with its provenance, then render the page."""
+    write_json(
+        dst,
+        {
+            "producer": "benchmarks/reliability_report.py:RESULTS_SCHEMA",
+            "schema_version": RESULTS_SCHEMA,
+            "provenance": provenance("make test"),
+            "counts": json.loads(src.read_text()),
+        },
+    )
+    print(f"-> {dst}")
+    docs.main([])
+
+
+def page_lines(d: dict) -> list[str]:
+    """docs/reliability.md's body, from the counts the tests recorded."""
     api, http, art = d.get("runtime_api", {}), d.get("http_api", {}), d.get("artifacts", {})
     kills, over = d.get("training_kills", {}), d.get("overload", {})
     # counted by outcome: "<what> passed" / "<what> failed" per test (tests/conftest.py)
@@ -24,12 +47,11 @@ def main(
     edits = sum(v for k, v in art.items() if k.startswith("manifest edit refused"))
     refused = art.get("corruption refused passed", 0) + art.get("manifest edit refused passed", 0)
     lines = [
-        "# Reliability: the bad-input and fault sweep",
-        "",
         "Every figure below was recorded by the test suite itself (`make test`; the tests in",
         "`tests/runtime/test_hardening.py`, `tests/core/test_manifest_trust.py`, `test_server_limits.py` and `tests/test_reliability.py`),",
         "counted from what the tests really did (inputs tried, tests passed or failed), and written to",
-        "`build/reliability.json`; this page is rendered from that file by `benchmarks/reliability_report.py`.",
+        "`build/reliability.json`, copied with its provenance to `docs/results/reliability.json` by",
+        "`benchmarks/reliability_report.py`; `make docs` renders this page from it.",
         "Each case must get its documented answer: a typed `InputError`/`ArtifactError` from the API, a 4xx JSON",
         "error or a 503 from the server, never a crash, a hang or a wrong result.",
         "",
@@ -136,8 +158,7 @@ def main(
             "real HTTP and gRPC servers, reloads under 64 clients against a real `vaegan serve`.",
         ),
     ]
-    dst.write_text("\n".join(lines))
-    print(f"-> {dst}")
+    return lines
 
 
 def _round_section(counts: dict[str, int], title: str, intro: str) -> list[str]:

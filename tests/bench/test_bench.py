@@ -3,7 +3,16 @@
 import json
 
 from tests.conftest import run_cli
-from vaegan.bench import BenchConfig, markdown, measure_peak, model_flops, run_bench, table
+from vaegan.bench import (
+    BENCH_SCHEMA,
+    BenchConfig,
+    BenchResult,
+    markdown,
+    measure_peak,
+    model_flops,
+    run_bench,
+    table,
+)
 from vaegan.bench.run import _row, _set_fractions
 
 
@@ -43,7 +52,9 @@ def test_bench_result_schema(art_dir):
     )
     res = run_bench(art_dir, cfg, progress=False)
     r = json.loads(json.dumps(res.to_dict()))  # what --json writes
-    assert r["schema_version"] == 2 and r["machine"]["cores"] >= 1
+    assert r["schema_version"] == BENCH_SCHEMA and r["machine"]["cores"] >= 1
+    assert r["provenance"]["commit"] and r["provenance"]["machine"]["isa"] and r["provenance"]["date"]
+    assert BenchResult.from_dict(r).to_dict() == r  # the docs render their tables from the file
     rows = r["rows"]
     assert {(x["engine"], x["batch"]) for x in rows} >= {("vaegan-ort", 1), ("ort-raw", 4)}
     for x in rows:

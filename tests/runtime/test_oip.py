@@ -168,3 +168,41 @@ def test_metrics_count_per_protocol_and_model(servers, client):
     text = httpx.get(f"http://{servers[0]}/metrics").text
     proto = "http" if module is httpclient else "grpc"
     assert f'vaegan_infer_requests_total{{model="decoder",protocol="{proto}"' in text
+
+
+def test_statistics_split_each_request_as_triton_clients_read_them(client, servers):
+    """Triton's statistics extension, read with tritonclient's own get_inference_statistics: every
+    answered request is counted once, and its parts (read, queue, engine, answer) fit in its total."""
+    module, c = client
+    _, _, s = servers
+
+    def decoder_stats() -> dict:
+        st = (
+            c.get_inference_statistics("decoder")
+            if module is httpclient
+            else c.get_inference_statistics("decoder", as_json=True)
+        )
+        (one,) = st["model_stats"]
+        assert one["name"] == "decoder"
+        return one
+
+    def count(st: dict, part: str) -> tuple[int, int]:
+        p = st["inference_stats"][part]
+        return int(p.get("count", 0)), int(p.get("ns", 0))
+
+    before = decoder_stats()
+    z = s.latents(3, seed=0)
+    for _ in range(5):
+        inp = module.InferInput("z", list(z.shape), "FP32")
+        inp.set_data_from_numpy(z)
+        c.infer("decoder", [inp])
+    after = decoder_stats()
+    n, total = (a - b for a, b in zip(count(after, "success"), count(before, "success"), strict=True))
+    assert n == 5 and total > 0
+    assert int(after["inference_count"]) - int(before["inference_count"]) == 15  # images, as Triton counts
+    parts = 0
+    for part in ("compute_input", "queue", "compute_infer", "compute_output"):
+        k, ns = (a - b for a, b in zip(count(after, part), count(before, part), strict=True))
+        assert k == 5, part
+        parts += ns
+    assert 0 < parts <= total * 1.01  # the parts are measured inside the request's own interval

@@ -235,7 +235,7 @@ def test_the_feature_space_ranks_blur_blends_and_noise_far_below_real_images(tmp
 
 
 def test_prior_holes_splits_prior_precision_by_norm(trained_run, tmp_path):
-    """benchmarks/prior_holes.py (docs/precision_experiments.md): the prior's precision is the mean of
+    """benchmarks/prior_holes.py (docs/experiments/precision.md): the prior's precision is the mean of
     its five equal fifths by |z|, since precision is a per-sample test."""
     import os
     import re

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import datetime
 import importlib.util
 import os
 import platform
+import shlex
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -54,6 +59,41 @@ def machine_info() -> dict[str, Any]:
         if importlib.util.find_spec(mod) is not None:
             info[mod] = __import__(mod).__version__
     return info
+
+
+def provenance(command: str | None = None) -> dict[str, Any]:
+    """Where a results file came from: the command, vaegan's commit (its version outside a git
+    checkout; "+dirty" with uncommitted changes), the UTC date and the machine. The docs render
+    their tables from files that carry this (benchmarks/docs.py)."""
+    import vaegan
+
+    if command is None:
+        prog = Path(sys.argv[0])
+        head = ["python", os.path.relpath(prog)] if prog.suffix == ".py" else [prog.name]
+        command = shlex.join([*head, *sys.argv[1:]])
+    source = Path(vaegan.__file__).resolve().parents[1]
+    commit = f"v{vaegan.__version__}"
+    try:
+        git = ["git", "-C", str(source)]
+        rev = subprocess.run(
+            [*git, "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+        if rev.returncode == 0:
+            dirty = subprocess.run(
+                [*git, "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            )
+            commit = rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {
+        "command": command,
+        "commit": commit,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine_info(),
+    }
 
 
 def measure_peak(seconds: float = 1.0, n: int = 1024, trials: int = 5) -> dict[str, dict[str, float]]:

@@ -12,13 +12,13 @@ from typing import Any
 import numpy as np
 
 from vaegan.bench.flops import model_flops
-from vaegan.bench.measure import machine_info, measure_peak, percentile, time_fn
+from vaegan.bench.measure import machine_info, measure_peak, percentile, provenance, time_fn
 from vaegan.bench.peers import make_runner
 from vaegan.config import BenchConfig
 from vaegan.core.errors import ArtifactMissing, ConfigError
 from vaegan.core.manifest import PRECISIONS, Manifest, verify
 
-BENCH_SCHEMA = 2  # 2: ratios named for what they divide, best vaegan vs best peer per batch
+BENCH_SCHEMA = 3  # 2: ratios named for what they divide, best vaegan vs best peer per batch; 3: provenance
 
 
 @dataclass
@@ -55,7 +55,15 @@ class BenchResult:
     ratios: dict[str, float] = field(default_factory=dict)
     comparisons: list[dict[str, Any]] = field(default_factory=list)
     best: list[dict[str, Any]] = field(default_factory=list)  # per batch: vaegan's best vs the best peer
+    provenance: dict[str, Any] = field(default_factory=dict)  # command, commit, date, machine
+    producer: str = "vaegan/bench/run.py:BENCH_SCHEMA"  # where schema_version is defined (benchmarks/docs.py)
     schema_version: int = BENCH_SCHEMA
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> BenchResult:
+        """A result read back from its JSON (to render docs/benchmarks.md's tables from it)."""
+        known = {f for f in cls.__dataclass_fields__ if f != "rows"}
+        return cls(rows=[Row(**r) for r in d["rows"]], **{k: v for k, v in d.items() if k in known})
 
     @property
     def peak_gflops(self) -> dict[str, float]:
@@ -180,6 +188,7 @@ def run_bench(
         ratios=ratios(first, tolerable) | int8_headroom(peak),
         comparisons=comparisons(rows, labels),
         best=best_rows(first, tolerable),
+        provenance=provenance(),
     )
 
 

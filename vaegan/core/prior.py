@@ -5,7 +5,7 @@ Why a fitted prior: a VAE's decoder is trained on the encoder's posteriors, and 
 do not fill N(0, I): on letters64 each image's posterior has a spread of about 0.1 around a mean that
 varies by about 1.1 per dimension, so most of N(0, I) lies between images, where the decoder draws
 blends. Decoding the training set's own posteriors gave 56% confidently named letters against 9% for
-N(0, I) samples (docs/colour_experiments.md). Ex-post density estimation (Ghosh et al. 2020, "From
+N(0, I) samples (docs/experiments/colour.md). Ex-post density estimation (Ghosh et al. 2020, "From
 Variational to Deterministic Autoencoders") fits a mixture to the posterior means after training;
 the decoder is unchanged, so encode/decode and interpolation keep working in the same latent space.
 

@@ -34,6 +34,7 @@ class _Request:
     x: np.ndarray
     future: Future = field(default_factory=Future)
     t_submit: float = field(default_factory=time.perf_counter)
+    t_start: float = 0.0  # its first chunk went to the engine
     taken: int = 0  # rows handed to the engine so far
     started: bool = False  # its future was marked running (or found cancelled)
     parts: list[np.ndarray] = field(default_factory=list)  # results of the chunks run so far
@@ -198,9 +199,14 @@ class MicroBatcher:
             self.stats.record(rows)
         if self.on_batch:
             self.on_batch(rows, time.perf_counter() - t0)
+        t1 = time.perf_counter()
         i = 0
         for r, a, b in live:
             r.parts.append(out[i : i + b - a])
             i += b - a
+            if r.t_start == 0.0:
+                r.t_start = t0
             if b == len(r.x) and not r.future.done():
+                # when it waited and when the engine ran it, for the server's per-request statistics
+                r.future.timing = (r.t_submit, r.t_start, t1)  # type: ignore[attr-defined]
                 r.future.set_result(r.parts[0] if len(r.parts) == 1 else np.concatenate(r.parts))

@@ -6,6 +6,7 @@ as the HTTP front-end (server.py). Started by `vaegan serve --grpc-port`."""
 from __future__ import annotations
 
 import functools
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -104,7 +105,25 @@ def start(core: ServingCore, host: str, port: int, workers: int = 8) -> tuple[An
             return pb.RepositoryModelLoadResponse()
 
         @answered
+        def ModelStatistics(self, request, context):
+            authorize(context)
+            resp = pb.ModelStatisticsResponse()
+            for st in core.statistics(request.name):
+                m = resp.model_stats.add(
+                    name=st["name"],
+                    version=st["version"],
+                    last_inference=st["last_inference"],
+                    inference_count=st["inference_count"],
+                    execution_count=st["execution_count"],
+                )
+                for part, v in st["inference_stats"].items():
+                    getattr(m.inference_stats, part).count = v["count"]
+                    getattr(m.inference_stats, part).ns = v["ns"]
+            return resp
+
+        @answered
         def ModelInfer(self, request, context):
+            t0 = time.perf_counter()
             name = request.model_name
             authorize(context)  # before any work on the name
             model = oip.find(core.models, name, request.model_version)
@@ -116,13 +135,15 @@ def start(core: ServingCore, host: str, port: int, workers: int = 8) -> tuple[An
                 k: getattr(v, v.WhichOneof("parameter_choice") or "", None)
                 for k, v in request.parameters.items()
             }
-            rows = model.run(_input(model, request), params).result(timeout_s)
+            fut = model.run(_input(model, request), params)
+            rows = fut.result(timeout_s)
             resp = pb.ModelInferResponse(model_name=name, model_version=oip.VERSION, id=request.id)
             for spec, arr in zip(model.outputs, model.split(rows), strict=True):
                 if spec.name in asked:
                     resp.outputs.add(name=spec.name, datatype=spec.datatype, shape=list(arr.shape))
                     resp.raw_output_contents.append(oip.to_le_bytes(arr))
             core.count_infer("grpc", name, "OK")
+            core.stats[model.name].record(t0, fut, time.perf_counter(), len(rows))
             return resp
 
     server = grpc.server(

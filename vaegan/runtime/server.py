@@ -49,6 +49,10 @@ from vaegan.runtime.serving import (
 )
 
 log = logging.getLogger(__name__)
+# a /v1/sample answer of at most this many pixel values is PNG-encoded on the event loop (a few
+# hundred us); larger grids go to a thread so they do not stall other requests
+PNG_INLINE = 4 * 64 * 64 * 3
+
 __all__ = ["ServingCore", "create_app", "uvicorn_config"]
 
 
@@ -126,6 +130,7 @@ def create_app(core: ServingCore | Sampler, cfg: ServeConfig | None = None):
         return inner
 
     async def sample(request: Request) -> Response:
+        t0 = time.perf_counter()
         req = _json_object(await read_body(request), 'like {"n": 8, "seed": 0}')
         unknown = set(req) - {"n", "seed", "temperature", "format", "class", "between"}
         if unknown:
@@ -134,7 +139,8 @@ def create_app(core: ServingCore | Sampler, cfg: ServeConfig | None = None):
         if fmt not in ("png", "npy"):
             raise InputError(f"format must be png or npy, got {fmt!r}")
         params = {k: req[k] for k in ("seed", "temperature", "class", "between") if k in req}
-        images = await wait(core.sample(req.get("n", 1), params))
+        fut = core.sample(req.get("n", 1), params)
+        images = await wait(fut)
         m["samples"].inc(len(images))
         headers = {"X-Vaegan-N": str(len(images))}
         if seed is not None:
@@ -142,8 +148,12 @@ def create_app(core: ServingCore | Sampler, cfg: ServeConfig | None = None):
         if fmt == "npy":
             buf = io.BytesIO()
             np.save(buf, images, allow_pickle=False)
-            return Response(buf.getvalue(), media_type="application/x-npy", headers=headers)
-        return Response(await asyncio.to_thread(_png, images), media_type="image/png", headers=headers)
+            body, media = buf.getvalue(), "application/x-npy"
+        else:  # small grids encode faster than a hop to a thread and back
+            body = _png(images) if images.size <= PNG_INLINE else await asyncio.to_thread(_png, images)
+            media = "image/png"
+        core.stats["sample"].record(t0, fut, time.perf_counter(), len(images))
+        return Response(body, media_type=media, headers=headers)
 
     async def reconstruct(request: Request) -> Response:
         body = await read_body(request)
@@ -209,15 +219,18 @@ def create_app(core: ServingCore | Sampler, cfg: ServeConfig | None = None):
         return JSONResponse({"name": request.path_params["name"], "ready": core.ready.is_set()})
 
     async def v2_infer(request: Request) -> Response:
+        t0 = time.perf_counter()
         model = find(request)
         body = await read_body(request)
         req, x, binary_out = oip_codec.parse_infer(
             model, body, request.headers.get("inference-header-content-length")
         )
-        rows = await wait(model.run(x, oip_codec.parameters(req, "")))
+        fut = model.run(x, oip_codec.parameters(req, ""))
+        rows = await wait(fut)
         if model.name in ("decoder", "sample"):
             m["samples"].inc(len(rows))
         head, blobs = oip_codec.infer_response(model, req, model.split(rows), binary_out)
+        core.stats[model.name].record(t0, fut, time.perf_counter(), len(rows))
         if not blobs:
             return Response(head, media_type="application/json")
         return Response(
@@ -225,6 +238,11 @@ def create_app(core: ServingCore | Sampler, cfg: ServeConfig | None = None):
             media_type="application/octet-stream",
             headers={"Inference-Header-Content-Length": str(len(head))},
         )
+
+    async def v2_model_stats(request: Request) -> Response:
+        """Triton's statistics extension: per-model request counts and time split (serving.InferStats)."""
+        name = request.path_params.get("name", "")
+        return JSONResponse({"model_stats": core.statistics(name)})
 
     async def v2_repository_load(request: Request) -> Response:
         """Triton's repository API: load the model again from the artifact dir (both models come from
@@ -261,12 +279,14 @@ def create_app(core: ServingCore | Sampler, cfg: ServeConfig | None = None):
             Route("/v2/health/live", route(v2_live, auth=False), methods=["GET"]),
             Route("/v2/health/ready", route(v2_ready, auth=False), methods=["GET"]),
             Route("/v2/repository/models/{name}/load", route(v2_repository_load), methods=["POST"]),
+            Route("/v2/models/stats", route(v2_model_stats), methods=["GET"]),
             *[  # each model route with and without /versions/{version}
                 Route(f"/v2/models/{{name}}{version}{tail}", handler, methods=[method])
                 for tail, handler, method in (
                     ("", route(v2_model), "GET"),
                     ("/ready", route(v2_model_ready, auth=False), "GET"),
                     ("/infer", route(v2_infer, infer=True), "POST"),
+                    ("/stats", route(v2_model_stats), "GET"),
                 )
                 for version in ("", "/versions/{version}")
             ],

@@ -134,6 +134,7 @@ def _engine_errors(fut: Future) -> Future:
     def done(f: Future) -> None:
         e = f.exception()
         if e is None:
+            out.timing = getattr(f, "timing", None)  # type: ignore[attr-defined]
             out.set_result(f.result())
         elif isinstance(e, BatcherClosed | Overloaded):
             out.set_exception(e)
@@ -192,6 +193,55 @@ def _metrics() -> tuple[Any, dict[str, Any]]:
     }
 
 
+STAT_PARTS = ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output")
+
+
+class InferStats:
+    """Per-model request statistics in the shape of Triton's statistics extension
+    (GET /v2/models/{name}/stats, gRPC ModelStatistics), so perf_analyzer and `benchmarks/serve_bench.py`
+    can split a request's time on the server: compute_input (from the handler's start to the request
+    joining the batcher: reading and checking it), queue (waiting for the engine, batching delay
+    included), compute_infer (the engine call that ran it, shared with its batch), compute_output
+    (from the engine's end to the response being built: the hop back and encoding). Totals in ns."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.parts = {k: [0, 0] for k in STAT_PARTS}  # part -> [count, ns]
+        self.inference_count = 0
+        self.last_inference_ms = 0
+
+    def record(self, t_arrive: float, fut: Future | None, t_end: float, rows: int, ok: bool = True) -> None:
+        timing = getattr(fut, "timing", None) if ok else None
+        with self._lock:
+            self._add("success" if ok else "fail", t_end - t_arrive)
+            if timing is not None:
+                t_submit, t_start, t_done = timing
+                self._add("compute_input", t_submit - t_arrive)
+                self._add("queue", t_start - t_submit)
+                self._add("compute_infer", t_done - t_start)
+                self._add("compute_output", t_end - t_done)
+            if ok:
+                self.inference_count += rows
+                self.last_inference_ms = int(time.time() * 1000)
+
+    def _add(self, part: str, seconds: float) -> None:
+        c = self.parts[part]
+        c[0] += 1
+        c[1] += max(0, int(seconds * 1e9))
+
+    def to_dict(self, name: str, batcher: MicroBatcher | None) -> dict[str, Any]:
+        with self._lock:
+            stats = {k: {"count": c, "ns": ns} for k, (c, ns) in self.parts.items()}
+            return {
+                "name": name,
+                "version": oip.VERSION,
+                "last_inference": self.last_inference_ms,
+                "inference_count": self.inference_count,
+                "execution_count": batcher.stats.batches if batcher is not None else 0,
+                "inference_stats": stats,
+            }
+
+
 @dataclass
 class ServingCore:
     """The served models, their batchers, settings, metrics, readiness and token.
@@ -210,6 +260,7 @@ class ServingCore:
     encoder: MicroBatcher | None = field(init=False, default=None)
     models: dict[str, oip.OipModel] = field(init=False)
     loaded: dict[str, Any] = field(init=False, default_factory=dict)  # what is served: manifest hash, time
+    stats: dict[str, InferStats] = field(init=False, default_factory=dict)  # model name -> its statistics
 
     def __post_init__(self) -> None:
         self.cfg = ServeConfig(**vars(self.cfg)).validate()
@@ -233,6 +284,8 @@ class ServingCore:
         # one assignment each: a request sees the old set or the new, and retries a closed batcher
         self.sampler, self.decoder, self.encoder = s, decoder, encoder
         self.models = oip.models(s, self.decode, self.encode if encoder else None, self.sample)
+        for name in self.models:  # kept across reloads, as Triton keeps a model's counts
+            self.stats.setdefault(name, InferStats())
         self.loaded = {"manifest_sha256": _manifest_sha(s), "loaded_at": time.time()}
 
     def reload(self) -> dict[str, Any]:
@@ -294,6 +347,12 @@ class ServingCore:
         """A metric label from a name a client sent: only served names become labels, so a flood of
         made-up names cannot grow /metrics or the server's memory."""
         return name if name in self.models else UNKNOWN_MODEL
+
+    def statistics(self, name: str = "") -> list[dict[str, Any]]:
+        """Triton's model statistics for one served model, or all of them ('')."""
+        names = [oip.find(self.models, name, "").name] if name else list(self.models)
+        batchers = {"decoder": self.decoder, "sample": self.decoder, "encoder": self.encoder}
+        return [self.stats[n].to_dict(n, batchers.get(n)) for n in names]
 
     def count_infer(self, protocol: str, model: str, status: str) -> None:
         self.metrics["infer"].labels(protocol, self.model_label(model), status).inc()

@@ -80,7 +80,7 @@ def evaluate_images(images: np.ndarray, cfg: RunConfig, ref: Reference | None = 
     return ev
 
 
-SCALE_COLUMNS = ("fd", "precision", "recall", "confident", "real")
+SCALE_COLUMNS = ("fd", "precision", "recall", "confident", "real", "sharpness")
 
 
 def scale_rows(ref: Reference, n: int = 1000) -> dict[str, dict[str, float]]:

@@ -80,7 +80,7 @@ def encoder_decoder_lr(stage: str, tc: TrainConfig) -> float:
     """The encoder's and decoder's learning rate in a stage: lr, and adv_lr in VAE-GAN's GAN stages (a
     lower one keeps D from collapsing on 64x64 colour, recipe.py). A cosine decay over the VAE stage's
     second half was tried on letters64 and dropped: a lower reconstruction loss when the GAN came on,
-    but PSNR 23.22 dB at the end against 23.78 (docs/colour_experiments.md)."""
+    but PSNR 23.22 dB at the end against 23.78 (docs/experiments/colour.md)."""
     if tc.mode == "vaegan" and stage in ("adversarial", "joint"):
         return float(tc.gan_lr or 0.0)
     return float(tc.lr or 0.0)

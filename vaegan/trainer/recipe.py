@@ -1,7 +1,7 @@
 """The training recipe from the data: every setting a user leaves unset follows the image size, the
 channels and the data-set size, is printed in one line at the start, and stays overridable.
 
-Where the numbers come from (docs/quality_colour.md has the runs):
+Where the numbers come from (docs/quality.md has the runs):
 - 32x32 grey (the bundled digits): the settings the quick start was tuned with; unchanged.
 - 64x64 RGB (letters64, 3,000 images, 15 minutes on 2 cores): a wider latent for colour and pose, a
   lighter KL (12,288 values per image: the per-pixel KL is tiny), a pixel term weighted towards
@@ -68,7 +68,7 @@ def train_defaults(image_size: int, channels: int, n_images: int, bf16: bool) ->
         # (letters64, 15 minutes: confident 0.569 -> 0.619, FD 49 -> 31, PSNR 23.78 -> 23.94 dB)
         "kl_weight": 0.5,
         # 4 (a pixel term four times D's feature term in the GAN stages) was measured: FD 42 vs 49,
-        # confident 0.58 vs 0.57, but PSNR 23.4 vs 23.8 dB (docs/colour_experiments.md)
+        # confident 0.58 vs 0.57, but PSNR 23.4 vs 23.8 dB (docs/experiments/colour.md)
         "pixel_weight": 1.0,
         "foreground_weight": 4.0,
         "gan_loss": "hinge",
@@ -80,7 +80,7 @@ def train_defaults(image_size: int, channels: int, n_images: int, bf16: bool) ->
         "amp": "bf16" if bf16 else "off",
         # the saved encoder and decoder are averages over about the last 2,000 steps: two seeds each on
         # letters64, 15 minutes, against 0.999: confident 0.661 vs 0.640, FD 24.3 vs 26.0, PSNR 24.37 vs
-        # 24.15 dB (docs/colour_experiments.md)
+        # 24.15 dB (docs/experiments/colour.md)
         "ema_decay": 0.9995,
         # D trained against the VAE's samples from the start (every fourth VAE step, loop.D_WARMUP_EVERY),
         # then a decoder at a tenth of its rate once
@@ -90,7 +90,7 @@ def train_defaults(image_size: int, channels: int, n_images: int, bf16: bool) ->
         "d_warmup": True,
         "diffaug": True,
         # N(0, I) falls between the images' posteriors on colour data: 16% confident vs 42% from a
-        # mixture fitted to them, 57% from one mixture per class (docs/colour_experiments.md)
+        # mixture fitted to them, 57% from one mixture per class (docs/experiments/colour.md)
         "prior": "fitted",
     }
 

@@ -33,7 +33,7 @@ class TrainState:
 
     The run ships the EMA encoder with the EMA decoder: the live encoder is fitted to the live
     decoder, and paired with a decoder averaged over the last thousand steps it reconstructs worse
-    than the two averages do together (docs/colour_experiments.md)."""
+    than the two averages do together (docs/experiments/colour.md)."""
 
     models: VAEGAN
     ema: AveragedModel
