@@ -277,10 +277,14 @@ def colour_targets(d: dict[str, Any]) -> str:
             gm["confident"] >= 0.9 * real["confident"],
         ),
         (
-            f"every class present (missing: {', '.join(g['missing_classes']) or 'none'})",
+            f"every class present (missing: {', '.join(g['missing_classes']) or 'none'}; class coverage "
+            f"{gm['class_coverage']:.2f}, held-out real images {real['class_coverage']:.2f})",
             not g["missing_classes"],
         ),
-        (f"class KL at most 0.1 ({gm['class_kl']:.3f})", gm["class_kl"] <= 0.1),
+        (
+            f"class KL at most 0.1 ({gm['class_kl']:.3f}; held-out real images {real['class_kl']:.3f})",
+            gm["class_kl"] <= 0.1,
+        ),
         (
             f"precision at least 0.8x real's ({gm['precision']:.3f} vs {0.8 * real['precision']:.3f})",
             gm["precision"] >= 0.8 * real["precision"],
