@@ -42,14 +42,23 @@ def uvicorn_config(app: Any, host: str, port: int, cfg: ServeConfig, log_level: 
     )
 
 
-def _idle(conn: Any) -> bool:
-    """No request in progress: none started yet (a head still missing) or the last one answered,
-    and no bytes of a next one already waiting in the kernel. A probe's head usually arrives in the
-    same event-loop pass as dozens of reconnecting idle sockets; reading the receive queue keeps it
-    from being taken for one of them."""
-    if conn.cycle is not None and not conn.cycle.response_complete:
-        return False
-    return _bytes_waiting(conn) == 0
+def _oldest_idle(conns: Any, newcomer: Any) -> Any | None:
+    """The oldest open connection with no request in progress (none started yet, or the last one
+    answered) and no bytes of a next one already waiting in the kernel; None when every one is busy.
+    A probe's head usually arrives in the same event-loop pass as dozens of reconnecting idle
+    sockets; reading the receive queue keeps it from being taken for one of them. The queue is read
+    oldest first, only until an idle connection is found."""
+    candidates = sorted(
+        (
+            c
+            for c in conns
+            if c is not newcomer
+            and (c.cycle is None or c.cycle.response_complete)
+            and not c.transport.is_closing()
+        ),
+        key=lambda c: getattr(c, "_opened", 0.0),
+    )
+    return next((c for c in candidates if _bytes_waiting(c) == 0), None)
 
 
 def _bytes_waiting(conn: Any) -> int:
@@ -79,16 +88,13 @@ def _guarded_h11(header_timeout: float, max_connections: int) -> type:
             super().connection_made(transport)
             self._opened = time.monotonic()
             if len(self.connections) > max_connections:
-                idle = [
-                    c for c in self.connections if c is not self and _idle(c) and not c.transport.is_closing()
-                ]
-                if not idle:
+                oldest = _oldest_idle(self.connections, self)
+                if oldest is None:
                     log_limited(
                         "closed a connection: %d are open and busy (--max-connections)", max_connections
                     )
                     transport.close()
                     return
-                oldest = min(idle, key=lambda c: getattr(c, "_opened", 0.0))
                 log_limited(
                     "closed the oldest idle connection: %d are open (--max-connections)", max_connections
                 )
