@@ -115,6 +115,11 @@ class TrainConfig:
         False, "Also show D the reconstructions (Larsen et al.'s original); off: prior samples only."
     )
     r1_gamma: float | None = opt(None, "R1 penalty on D (0: off; default: from the recipe).")
+    feature_layer: int | None = opt(
+        None,
+        "Which of D's conv blocks, counted back from its last (1: the last, 4x4; 2: the one before, 8x8), "
+        "the learned-similarity (Dis_l) term compares reconstructions at (default: from the recipe).",
+    )
     prior: str | None = opt(
         None,
         "Latent prior samples are drawn from: fitted (a Gaussian mixture fitted to the training images' "
@@ -196,6 +201,8 @@ class TrainConfig:
                 raise ConfigError(
                     f"{name.replace('_', ' ')} must be zero or positive, got {getattr(self, name)}"
                 )
+        if self.feature_layer is not None and self.feature_layer < 1:
+            raise ConfigError(f"feature layer must be 1 (D's last block) or more, got {self.feature_layer}")
         if self.ema_decay is not None and not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema decay must be in [0, 1), got {self.ema_decay}")
         if not 0.0 < self.val_fraction < 0.5:

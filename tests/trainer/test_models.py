@@ -36,3 +36,15 @@ def test_discriminator_is_spectrally_normalised():
 def test_impossible_configs(kw):
     with pytest.raises(ConfigError):
         build_models(ModelConfig(**kw))
+
+
+def test_dis_l_features_come_from_the_block_asked_for():
+    """feature_layer 1 is D's last conv block (4x4), 2 the one before (8x8); the logits do not change."""
+    m = build_models(ModelConfig(image_size=64, channels=3, width=4, latent_dim=4, d_width=4))
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    m.eval()  # spectral norm's power iteration steps on every training-mode forward
+    (l1, f1), (l2, f2) = m.discriminator(x, 1), m.discriminator(x, 2)
+    assert f1.shape[-1] == 4 and f2.shape[-1] == 8 and torch.equal(l1, l2)
+    assert m.discriminator(x, 5)[1].shape[-1] == 64  # the first block, at the image's size
+    with pytest.raises(ValueError, match="feature_layer"):
+        m.discriminator(x, 6)

@@ -177,6 +177,8 @@ def test_cli_train_then_refuse_to_overwrite(tmp_path):
         (["--batch-size", "1"], "batch size"),
         (["--mode", "diffusion"], "diffusion"),
         (["--epochs", "many"], "many"),
+        (["--feature-layer", "0"], "feature layer"),
+        (["--feature-layer", "9", "--max-steps", "1"], "conv blocks"),
     ],
 )
 def test_bad_cli_input_is_one_line_and_exit_2(tmp_path, args, needle):

@@ -33,7 +33,7 @@ import torch.distributed as dist
 
 from vaegan import __version__
 from vaegan.config import ModelConfig, RunConfig, TrainConfig
-from vaegan.core.errors import DataError, TrainingDiverged
+from vaegan.core.errors import ConfigError, DataError, TrainingDiverged
 from vaegan.core.images import save_grid
 from vaegan.core.io import append_line, read_jsonl, remove_stale_temps, write_bytes, write_json
 from vaegan.trainer import checkpoint as ckpt
@@ -162,6 +162,11 @@ def train(
         on_cuda=device.type == "cuda",
     )
     tc, mc = cfg.train.validate(), cfg.model
+    if (tc.feature_layer or 1) > mc.num_blocks + 1:
+        raise ConfigError(
+            f"--feature-layer {tc.feature_layer}: D has {mc.num_blocks + 1} conv blocks at {mc.image_size}x"
+            f"{mc.image_size}; pick 1 (its last) to {mc.num_blocks + 1}"
+        )
     batch = int(tc.batch_size or 0)
     x_all = to_tensor_range(train_set.images).to(device).contiguous(memory_format=torch.channels_last)
     n_train = len(x_all)

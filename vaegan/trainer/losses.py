@@ -119,12 +119,13 @@ def vae_losses(
     train_encoder: bool,
     foreground: float = 0.0,
     bg: torch.Tensor | None = None,
+    feature_layer: int = 1,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
     """Encoder/decoder terms that do not involve the GAN. Returns (losses, z, x_rec).
 
     The decoder sees gamma * rec; the encoder sees rec with weight 1, by scaling the gradient that
     flows back through z by 1/gamma. foreground > 0 weights the pixel term towards pixels unlike the
-    background (foreground_weights).
+    background (foreground_weights). feature_layer: D's block the Dis_l term compares at (1: its last).
     """
     pixels = x[0].numel()
     mu, logvar = m.encoder(x)
@@ -139,8 +140,8 @@ def vae_losses(
     if use_features:  # Larsen's Dis_l term, with a small pixel term beside it
         rec = pixel_weight * rec
         with torch.no_grad():
-            _, f_real = m.discriminator(x)
-        _, f_rec = m.discriminator(x_rec)
+            _, f_real = m.discriminator(x, feature_layer)
+        _, f_rec = m.discriminator(x_rec, feature_layer)
         rec = rec + (f_rec - f_real).pow(2).flatten(1).mean(1).mean()
     kl = kl_prior(mu, logvar).mean() / pixels
     losses = {"kl": kl, "rec": rec, "total": kl_weight * kl * float(train_encoder) + gamma * rec}

@@ -71,7 +71,8 @@ class Decoder(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """Image -> (logits [N], features of an inner layer for the learned-similarity loss)."""
+    """Image -> (logits [N], features of a conv block for the learned-similarity loss: the last
+    (feature_layer 1) or one before it)."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -79,13 +80,20 @@ class Discriminator(nn.Module):
         layers: list[nn.Module] = [spectral_norm(nn.Conv2d(cfg.channels, w[0], 3, 1, 1)), nn.LeakyReLU(0.2)]
         for c_in, c_out in zip(w[:-1], w[1:], strict=True):
             layers += [spectral_norm(nn.Conv2d(c_in, c_out, 4, 2, 1)), nn.LeakyReLU(0.2)]
-        # Dis_l: the last conv block's activations (4x4); they carry layout and stroke, not just "real".
+        # Dis_l: a conv block's activations; they carry layout and stroke, not just "real"
         self.features = nn.Sequential(*layers)
         self.head = spectral_norm(nn.Linear(w[-1] * 16, 1))
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        f = self.features(x)
-        return self.head(f.flatten(1)).squeeze(1), f
+    def forward(self, x: torch.Tensor, feature_layer: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        blocks = len(self.features) // 2
+        if not 1 <= feature_layer <= blocks:
+            raise ValueError(f"feature_layer must be 1..{blocks} for this discriminator, got {feature_layer}")
+        f = picked = x
+        for block in range(blocks):  # (conv, LeakyReLU) pairs
+            f = self.features[2 * block + 1](self.features[2 * block](f))
+            if block == blocks - feature_layer:
+                picked = f
+        return self.head(f.flatten(1)).squeeze(1), picked
 
 
 class VAEGAN(nn.Module):

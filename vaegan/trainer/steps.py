@@ -159,6 +159,7 @@ def generator_step(
                 train_encoder=train_encoder,
                 foreground=float(tc.foreground_weight or 0.0),
                 bg=bg,
+                feature_layer=int(tc.feature_layer or 1),
             )
             g_total = losses.pop("total")
             if use_gan:
