@@ -120,6 +120,11 @@ class TrainConfig:
         "Which of D's conv blocks, counted back from its last (1: the last, 4x4; 2: the one before, 8x8), "
         "the learned-similarity (Dis_l) term compares reconstructions at (default: from the recipe).",
     )
+    gan_warmup: int | None = opt(
+        None,
+        "GAN steps over which the encoder's and decoder's rate rises linearly to --adv-lr when the GAN "
+        "turns on; their Adam moments restart there too (0: neither; default: from the recipe).",
+    )
     prior: str | None = opt(
         None,
         "Latent prior samples are drawn from: fitted (a Gaussian mixture fitted to the training images' "
@@ -203,6 +208,8 @@ class TrainConfig:
                 )
         if self.feature_layer is not None and self.feature_layer < 1:
             raise ConfigError(f"feature layer must be 1 (D's last block) or more, got {self.feature_layer}")
+        if self.gan_warmup is not None and self.gan_warmup < 0:
+            raise ConfigError(f"gan warmup must be 0 (off) or a number of steps, got {self.gan_warmup}")
         if self.ema_decay is not None and not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema decay must be in [0, 1), got {self.ema_decay}")
         if not 0.0 < self.val_fraction < 0.5:

@@ -16,7 +16,7 @@ from tests.conftest import ROOT, TINY, run_cli, tiny_run_config
 from vaegan.core.errors import CheckpointError, TrainingDiverged
 from vaegan.core.io import read_jsonl
 from vaegan.trainer.checkpoint import load_model, load_state
-from vaegan.trainer.loop import stage_at, train
+from vaegan.trainer.loop import encoder_decoder_lr, stage_at, train
 
 
 def test_run_dir_contents(trained_run):
@@ -90,6 +90,24 @@ def test_d_warmup_trains_d_on_every_fourth_vae_step(tmp_path):
     d_steps = {int(v["step"]) for v in st["opt_d"]["state"].values()}
     assert d_steps == {len(range(0, 9, D_WARMUP_EVERY))}  # steps 0, 4, 8
     assert {int(v["step"]) for v in st["opt_g"]["state"].values()} == {9}
+
+
+def test_the_gan_turns_on_gently(tmp_path):
+    # 4 VAE steps, then 6 joint steps: the encoder's and decoder's Adam restarted at the first GAN
+    # step and their rate is still climbing to adv_lr (gan_warmup 100 steps)
+    out = tmp_path / "gentle"
+    cfg = tiny_run_config(
+        max_steps=10, lr=1e-3, adv_lr=2e-4, vae_fraction=0.4, adv_fraction=0.0, gan_warmup=100
+    )
+    train(cfg, out, progress=False)
+    st = load_state(out)
+    for opt in ("opt_e", "opt_g"):
+        assert {int(v["step"]) for v in st[opt]["state"].values()} == {6}
+        assert st[opt]["param_groups"][0]["lr"] == pytest.approx(2e-4 * 6 / 100)
+    tc = cfg.train
+    assert encoder_decoder_lr("vae", tc, 0) == tc.lr
+    assert encoder_decoder_lr("joint", tc, 0) == pytest.approx(2e-6)
+    assert encoder_decoder_lr("adversarial", tc, 500) == pytest.approx(2e-4)
 
 
 def test_a_state_from_before_the_encoder_ema_resumes(tmp_path):
@@ -178,6 +196,7 @@ def test_cli_train_then_refuse_to_overwrite(tmp_path):
         (["--mode", "diffusion"], "diffusion"),
         (["--epochs", "many"], "many"),
         (["--feature-layer", "0"], "feature layer"),
+        (["--gan-warmup", "-1"], "gan warmup"),
         (["--feature-layer", "9", "--max-steps", "1"], "conv blocks"),
     ],
 )

@@ -56,7 +56,9 @@ from vaegan.config import AMP_CHOICES, GAN_LOSSES, MODES, PRIORS, ModelConfig, R
 @options_from(TrainConfig, "kl_weight pixel_weight foreground_weight gamma vae_fraction adv_fraction")
 @option_from(TrainConfig, "gan_loss", "--gan-loss", type=click.Choice(GAN_LOSSES))
 @options_from(
-    TrainConfig, "gan_weight adaptive_max gan_on_recon r1_gamma feature_layer ema_decay", r1_gamma="--r1"
+    TrainConfig,
+    "gan_weight adaptive_max gan_on_recon r1_gamma feature_layer gan_warmup ema_decay",
+    r1_gamma="--r1",
 )
 @option_from(TrainConfig, "diffaug", "--diffaug/--no-diffaug", default=None, show_default=False)
 @option_from(TrainConfig, "amp", "--amp", type=click.Choice(AMP_CHOICES))

@@ -76,13 +76,15 @@ def stage_at(fraction: float, tc: TrainConfig) -> str:
     return "joint"
 
 
-def encoder_decoder_lr(stage: str, tc: TrainConfig) -> float:
+def encoder_decoder_lr(stage: str, tc: TrainConfig, gan_steps: int = 0) -> float:
     """The encoder's and decoder's learning rate in a stage: lr, and adv_lr in VAE-GAN's GAN stages (a
-    lower one keeps D from collapsing on 64x64 colour, recipe.py). A cosine decay over the VAE stage's
-    second half was tried on letters64 and dropped: a lower reconstruction loss when the GAN came on,
-    but PSNR 23.22 dB at the end against 23.78 (docs/experiments/colour.md)."""
+    lower one keeps D from collapsing on 64x64 colour, recipe.py), reached linearly over the first
+    gan_warmup GAN steps (gan_steps: those taken so far). A cosine decay over the VAE stage's second
+    half was tried on letters64 and dropped: a lower reconstruction loss when the GAN came on, but PSNR
+    23.22 dB at the end against 23.78 (docs/experiments/colour.md)."""
     if tc.mode == "vaegan" and stage in ("adversarial", "joint"):
-        return float(tc.gan_lr or 0.0)
+        ramp = min(1.0, (gan_steps + 1) / tc.gan_warmup) if tc.gan_warmup else 1.0
+        return float(tc.gan_lr or 0.0) * ramp
     return float(tc.lr or 0.0)
 
 
@@ -301,9 +303,15 @@ def train(
             # D from collapsing. Measured on digits it cost more than it bought (docs/quality.md), so
             # the recipe keeps lr there; on 64x64 colour it is what keeps D alive (recipe.py). D trains
             # in the GAN stages, and from the first step with d_warmup, always at lr_d.
+            gan_steps = st.d_watch.steps  # GAN steps taken so far, saved with the run
             for opt in (st.opt_e, st.opt_g):
+                if tc.gan_warmup and stage in ("adversarial", "joint") and gan_steps == 0:
+                    # Adam's second moments were measured on reconstruction gradients, smaller than
+                    # the GAN stages' gradients: kept, the first GAN steps can be several times
+                    # adv_lr, and D fell to "cannot tell" within 30 (letters64, recipe.py)
+                    opt.state.clear()
                 for group in opt.param_groups:
-                    group["lr"] = encoder_decoder_lr(stage, tc)
+                    group["lr"] = encoder_decoder_lr(stage, tc, gan_steps)
             t_step = time.time()
             try:
                 bg = None if bg_all is None else bg_all[idx]
