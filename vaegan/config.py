@@ -105,6 +105,12 @@ class TrainConfig:
         "Extra weight of the pixel term on pixels unlike the image's background colour, so thin strokes "
         "keep their colour (default: from the recipe; 0: a plain mean).",
     )
+    edge_weight: float | None = opt(
+        None,
+        "Weight of an edge term beside the pixel term: the reconstruction's differences between neighbouring "
+        "pixels against the image's, so flat regions come back flat and edges where they were "
+        "(default: from the recipe; 0: off).",
+    )
     gan_loss: str | None = opt(None, "GAN loss: hinge or bce (non-saturating); default: from the recipe.")
     gan_weight: float = opt(1.0, "Base GAN weight (x adaptive weight).")
     adaptive_gan_weight: bool = True
@@ -198,6 +204,7 @@ class TrainConfig:
             "kl_weight",
             "pixel_weight",
             "foreground_weight",
+            "edge_weight",
             "gan_weight",
             "adaptive_max",
             "r1_gamma",

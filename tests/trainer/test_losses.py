@@ -78,3 +78,19 @@ def test_foreground_weights_favour_the_strokes_and_keep_the_mean():
     assert torch.allclose(w.mean(dim=(1, 2, 3)), torch.ones(2))
     assert float(w[0, 0, 8, 8]) > 3 * float(w[0, 0, 0, 0])
     assert torch.equal(foreground_weights(torch.zeros(1, 3, 8, 8), 4.0), torch.ones(1, 1, 8, 8))
+
+
+def test_edge_error_costs_texture_on_a_flat_background_not_a_colour_shift():
+    from vaegan.trainer.losses import edge_error
+
+    torch.manual_seed(0)
+    x = torch.full((2, 3, 32, 32), -0.6)  # a flat background
+    x[:, :, 8:24, 14:18] = 0.7  # a stroke
+    texture = x + 0.05 * torch.randn_like(x)  # a faint mottle, as a decoder paints on flat regions
+    shifted = x + 0.05  # the same squared pixel error as a uniform colour shift
+    pixel = lambda y: (y - x).pow(2).flatten(1).mean(1)  # noqa: E731
+    assert torch.allclose(pixel(texture), pixel(shifted), rtol=0.1)
+    assert torch.allclose(edge_error(shifted, x), torch.zeros(2), atol=1e-6)
+    ratio = edge_error(texture, x) / pixel(texture)
+    assert bool((ratio > 3.5).all() and (ratio < 4.5).all())  # two directions, each twice the variance
+    assert float(edge_error(x, x).abs().max()) == 0.0

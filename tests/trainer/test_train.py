@@ -197,6 +197,7 @@ def test_cli_train_then_refuse_to_overwrite(tmp_path):
         (["--epochs", "many"], "many"),
         (["--feature-layer", "0"], "feature layer"),
         (["--gan-warmup", "-1"], "gan warmup"),
+        (["--edge-weight", "-1"], "edge weight"),
         (["--feature-layer", "9", "--max-steps", "1"], "conv blocks"),
     ],
 )

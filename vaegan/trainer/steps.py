@@ -158,6 +158,7 @@ def generator_step(
                 use_features=use_gan,
                 train_encoder=train_encoder,
                 foreground=float(tc.foreground_weight or 0.0),
+                edge=float(tc.edge_weight or 0.0),
                 bg=bg,
                 feature_layer=int(tc.feature_layer or 1),
             )
