@@ -235,6 +235,11 @@ RESUMABLE = frozenset(
 )
 
 
+# Recipe terms added after runs were saved without them, and the value those runs trained with: a
+# resumed run keeps its own loss rather than taking up the current recipe's value mid-run.
+ADDED_SINCE = {"edge_weight": 0.0, "gan_warmup": 0}
+
+
 def _differs(cfg: RunConfig, name: str, value: Any, model_fields: set[str]) -> bool:
     section = cfg.model if name in model_fields else cfg.train
     return getattr(section, name, value) != value
@@ -257,7 +262,7 @@ class RunConfig:
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
         try:
             model = ModelConfig(**d["model"])
-            train = dict(d["train"])
+            train = ADDED_SINCE | dict(d["train"])
             train["betas"] = tuple(train.get("betas", (0.5, 0.999)))
             return cls(
                 model=model.validate(),

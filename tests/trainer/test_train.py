@@ -110,6 +110,26 @@ def test_the_gan_turns_on_gently(tmp_path):
     assert encoder_decoder_lr("adversarial", tc, 500) == pytest.approx(2e-4)
 
 
+def test_a_run_saved_before_a_recipe_term_existed_keeps_training_without_it(trained_run, tmp_path):
+    # config.json from before --edge-weight and --gan-warmup: the run resumes with both off, as it
+    # was trained, not with whatever the recipe now chooses for an unset field
+    from vaegan.config import RunConfig
+    from vaegan.trainer import recipe
+
+    saved = json.loads((trained_run / "config.json").read_text())
+    old, new = tmp_path / "old.json", tmp_path / "new.json"
+    for key in ("edge_weight", "gan_warmup"):
+        del saved["train"][key]
+    old.write_text(json.dumps(saved))
+    saved["train"] |= {"edge_weight": 2.5, "gan_warmup": 7}
+    new.write_text(json.dumps(saved))
+    before = RunConfig.load(old)
+    assert (before.train.edge_weight, before.train.gan_warmup) == (0.0, 0)
+    resolved, chosen = recipe.resolve(before, 100)
+    assert resolved.train.edge_weight == 0.0 and "edge_weight" not in chosen
+    assert (RunConfig.load(new).train.edge_weight, RunConfig.load(new).train.gan_warmup) == (2.5, 7)
+
+
 def test_a_state_from_before_the_encoder_ema_resumes(tmp_path):
     # train_state.pt written by an earlier vaegan has no "ema_encoder": the run resumes with the
     # encoder as saved, also when there is nothing left to train (the weights it rewrites are real)
