@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vaegan import __version__
 from vaegan.core.errors import ConfigError
 from vaegan.core.manifest import BACKEND_FORMATS, COMPONENTS, PRECISIONS
 
@@ -237,7 +238,7 @@ RESUMABLE = frozenset(
 
 # Recipe terms added after runs were saved without them, and the value those runs trained with: a
 # resumed run keeps its own loss rather than taking up the current recipe's value mid-run.
-ADDED_SINCE = {"edge_weight": 0.0, "gan_warmup": 0}
+ADDED_SINCE: dict[str, Any] = {"edge_weight": 0.0, "gan_warmup": 0}
 
 
 def _differs(cfg: RunConfig, name: str, value: Any, model_fields: set[str]) -> bool:
@@ -261,6 +262,15 @@ class RunConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
         try:
+            unknown = sorted(
+                {*d["model"]} - {f.name for f in dataclasses.fields(ModelConfig)}
+                | {*d["train"]} - {f.name for f in dataclasses.fields(TrainConfig)}
+            )
+            if unknown:
+                raise ConfigError(
+                    f"config has settings this vaegan {__version__} does not know ({', '.join(unknown)}): "
+                    "it was written by a newer vaegan; upgrade vaegan to use this run"
+                )
             model = ModelConfig(**d["model"])
             train = ADDED_SINCE | dict(d["train"])
             train["betas"] = tuple(train.get("betas", (0.5, 0.999)))

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from tests.conftest import ROOT, TINY, run_cli, tiny_run_config
-from vaegan.core.errors import CheckpointError, TrainingDiverged
+from vaegan.core.errors import CheckpointError, ConfigError, TrainingDiverged
 from vaegan.core.io import read_jsonl
 from vaegan.trainer.checkpoint import load_model, load_state
 from vaegan.trainer.loop import encoder_decoder_lr, stage_at, train
@@ -128,6 +128,10 @@ def test_a_run_saved_before_a_recipe_term_existed_keeps_training_without_it(trai
     resolved, chosen = recipe.resolve(before, 100)
     assert resolved.train.edge_weight == 0.0 and "edge_weight" not in chosen
     assert (RunConfig.load(new).train.edge_weight, RunConfig.load(new).train.gan_warmup) == (2.5, 7)
+    saved["train"]["a_newer_term"], saved["model"]["a_newer_size"] = 1, 2  # from a newer vaegan
+    new.write_text(json.dumps(saved))
+    with pytest.raises(ConfigError, match=r"\(a_newer_size, a_newer_term\).*newer vaegan; upgrade"):
+        RunConfig.load(new)
 
 
 def test_a_state_from_before_the_encoder_ema_resumes(tmp_path):
