@@ -262,9 +262,12 @@ class RunConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
         try:
+            sections = (d["model"], d["train"])
+            if not all(isinstance(x, dict) for x in sections):
+                raise TypeError("model and train must be objects")
             unknown = sorted(
-                {*d["model"]} - {f.name for f in dataclasses.fields(ModelConfig)}
-                | {*d["train"]} - {f.name for f in dataclasses.fields(TrainConfig)}
+                {*sections[0]} - {f.name for f in dataclasses.fields(ModelConfig)}
+                | {*sections[1]} - {f.name for f in dataclasses.fields(TrainConfig)}
             )
             if unknown:
                 raise ConfigError(
