@@ -48,3 +48,38 @@ def test_dis_l_features_come_from_the_block_asked_for():
     assert m.discriminator(x, 5)[1].shape[-1] == 64  # the first block, at the image's size
     with pytest.raises(ValueError, match="feature_layer"):
         m.discriminator(x, 6)
+
+
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_upsample_conv_is_upsample_then_conv(bias, memory_format):
+    """The low-resolution form the decoder trains with: the same outputs and gradients, edges included."""
+    from vaegan.trainer.models import upsample_conv
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 5, 4, 7).contiguous(memory_format=memory_format)
+    conv = nn.Conv2d(5, 6, 3, 1, 1, bias=bias)
+    ref = conv(nn.Upsample(scale_factor=2, mode="nearest")(x))
+    out = upsample_conv(x, conv.weight, conv.bias)
+    assert out.shape == ref.shape == (3, 6, 8, 14) and out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    g = torch.randn_like(ref)
+    params = [p for p in (conv.weight, conv.bias) if p is not None]
+    for a, b in zip(
+        torch.autograd.grad((out * g).sum(), params),
+        torch.autograd.grad((ref * g).sum(), params),
+        strict=True,
+    ):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_the_decoder_trains_as_it_samples():
+    """Training mode takes the low-resolution path, eval mode (what export traces) the Upsample -> Conv
+    graph: with batch norm's batch statistics in both, they compute the same images."""
+    m = build_models(ModelConfig(image_size=32, channels=3, width=4, latent_dim=6))
+    z = torch.randn(8, 6)
+    train_out = m.decoder.train()(z)
+    for mod in m.decoder.modules():  # eval mode, but normalising with the batch's statistics
+        if isinstance(mod, nn.BatchNorm2d):
+            mod.track_running_stats, mod.running_mean, mod.running_var = False, None, None
+    torch.testing.assert_close(m.decoder.eval()(z), train_out, rtol=1e-4, atol=1e-5)
