@@ -346,10 +346,12 @@ def test_time_budget_ends_with_a_checkpoint_samples_and_the_recipe(tmp_path):
     assert (out / "samples" / "prior_last.png").exists() and (out / "samples" / "recon_last.png").exists()
     assert (out / "prior.npz").exists()  # the fitted latent prior, inside the budget
     assert {row["stage"] for row in read_jsonl(out / "metrics.jsonl")} == {"vae", "adversarial", "joint"}
-    r = run_cli("train", "--resume", str(out), "--time", "6s")
+    # the budget counts start-up (loading the data and the checkpoint): 2.5-4 s of these 10 on an
+    # AVX2 CPU, where 6 s left some resumes no time for a step
+    r = run_cli("train", "--resume", str(out), "--time", "10s")
     assert r.returncode == 0, r.stderr
     again = load_state(out)
-    assert again["budget_s"] == pytest.approx(st["elapsed_s"] + 6.0)
+    assert again["budget_s"] == pytest.approx(st["elapsed_s"] + 10.0)
     assert again["step"] > st["step"] and st["elapsed_s"] + 3 < again["elapsed_s"] <= again["budget_s"]
     assert again["stage"] == "joint"  # more time never sends a run back to an earlier stage
 
