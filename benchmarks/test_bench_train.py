@@ -2,7 +2,8 @@
 
     make bench                                   # with the other pytest-benchmark suites
     python benchmarks/test_bench_train.py        # a table: img/s per stage and the run's average,
-                                                 # bf16 autocast off and on, and the recipe's pick
+                                                 # bf16 autocast off and on, and the recipe's pick;
+                                                 # then the decoder's training pass both ways
 
 A step is the loop's own: `generator_step` (and `discriminator_step` in the GAN stages) on a batch
 of the recipe's size, with the recipe's mixed precision. The run's average weights each stage by the
@@ -73,6 +74,39 @@ def test_training_step_64px_rgb(benchmark, stage, amp):
     benchmark.extra_info["amp"] = cfg.train.amp
 
 
+def _decoder_pass(dec, z: torch.Tensor, low_res: bool) -> None:
+    """One training-mode forward and backward of the decoder: its own (each upsample + conv at the
+    lower resolution, models.upsample_conv) or through the Upsample -> Conv modules export runs."""
+    if low_res:
+        x = dec(z)
+    else:
+        x = torch.tanh(dec.to_image(dec.blocks(dec.fc(z).view(-1, dec.seed_channels, 4, 4))))
+    x.square().mean().backward()
+
+
+@pytest.mark.parametrize("low_res", [True, False], ids=["upsample_conv", "upsample_then_conv"])
+def test_decoder_training_pass_64px_rgb(benchmark, low_res):
+    _, st, _, x, _, _ = _setup(amp="off")
+    dec, z = st.models.decoder.train(), torch.randn(len(x), st.models.cfg.latent_dim or 0)
+    _decoder_pass(dec, z, low_res)
+    benchmark.pedantic(_decoder_pass, args=(dec, z, low_res), rounds=12, warmup_rounds=2)
+
+
+def decoder_ms(rounds: int = 5, passes: int = 10) -> dict[str, float]:
+    """Median ms of a decoder training pass each way, the two interleaved (this CPU's noise hits both)."""
+    _, st, _, x, _, _ = _setup(amp="off")
+    dec, z = st.models.decoder.train(), torch.randn(len(x), st.models.cfg.latent_dim or 0)
+    times: dict[str, list[float]] = {"upsample_conv": [], "Upsample -> Conv": []}
+    for _ in range(rounds):
+        for name, low_res in (("upsample_conv", True), ("Upsample -> Conv", False)):
+            _decoder_pass(dec, z, low_res)
+            t0 = time.perf_counter()
+            for _ in range(passes):
+                _decoder_pass(dec, z, low_res)
+            times[name].append((time.perf_counter() - t0) / passes * 1e3)
+    return {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+
+
 def measure(seconds: float = 8.0, amp: str | None = None) -> dict[str, float]:
     """img/s per stage (each measured for about `seconds`) and the recipe's time-weighted average."""
     cfg, st, autocast, x, bg, _ = _setup(amp=amp)
@@ -109,3 +143,8 @@ if __name__ == "__main__":
             f"  {stage:<12} {both['off'][stage]:7.0f} {both['bf16'][stage]:7.0f}  {both['bf16'][stage] / both['off'][stage]:.2f}x"
         )
     print(f"the recipe picks: amp {cfg.train.amp}")
+    ms = decoder_ms()
+    low, up = ms["upsample_conv"], ms["Upsample -> Conv"]
+    print(
+        f"decoder training pass, fp32: upsample_conv {low:.1f} ms, Upsample -> Conv {up:.1f} ms ({up / low:.2f}x)"
+    )
