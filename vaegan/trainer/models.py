@@ -69,6 +69,7 @@ class Decoder(nn.Module):
         h = act(norm(h))
         for i in range(0, len(layers), 4):  # (Upsample, Conv2d, BatchNorm2d, ReLU) per block
             conv, norm, act = layers[i + 1 : i + 4]
+            assert isinstance(conv, nn.Conv2d)
             h = act(norm(upsample_conv(h, conv.weight, conv.bias)))
         return torch.tanh(self.to_image(h))
 
