@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 from tests.conftest import ROOT, TINY, run_cli, tiny_run_config
 from vaegan.core.errors import CheckpointError, ConfigError, TrainingDiverged
 from vaegan.core.io import read_jsonl
+from vaegan.trainer import recipe
 from vaegan.trainer.checkpoint import load_model, load_state
 from vaegan.trainer.loop import encoder_decoder_lr, stage_at, train
 
@@ -114,7 +115,6 @@ def test_a_run_saved_before_a_recipe_term_existed_keeps_training_without_it(trai
     # config.json from before --edge-weight and --gan-warmup: the run resumes with both off, as it
     # was trained, not with whatever the recipe now chooses for an unset field
     from vaegan.config import RunConfig
-    from vaegan.trainer import recipe
 
     saved = json.loads((trained_run / "config.json").read_text())
     old, new = tmp_path / "old.json", tmp_path / "new.json"
@@ -341,6 +341,7 @@ def test_time_budget_ends_with_a_checkpoint_samples_and_the_recipe(tmp_path):
         and "fitted prior*" in recipe_line
     )
     assert "reached step" in r.stderr and "of a 12s budget" in r.stderr
+    assert "the recipe was measured at" not in r.stderr  # the digits recipe is tuned by steps (outlook.py)
     st = load_state(out)
     assert 0 < st["elapsed_s"] <= 12.0 and st["budget_s"] == 12.0 and st["stage"] == "joint"
     assert (out / "samples" / "prior_last.png").exists() and (out / "samples" / "recon_last.png").exists()
@@ -350,6 +351,8 @@ def test_time_budget_ends_with_a_checkpoint_samples_and_the_recipe(tmp_path):
     # AVX2 CPU, where 6 s left some resumes no time for a step
     r = run_cli("train", "--resume", str(out), "--time", "10s")
     assert r.returncode == 0, r.stderr
+    budget = recipe.format_duration(st["elapsed_s"] + 10.0)
+    assert f", {budget} budget:" in next(ln for ln in r.stderr.splitlines() if ln.startswith("recipe for"))
     again = load_state(out)
     assert again["budget_s"] == pytest.approx(st["elapsed_s"] + 10.0)
     assert again["step"] > st["step"] and st["elapsed_s"] + 3 < again["elapsed_s"] <= again["budget_s"]
@@ -358,7 +361,6 @@ def test_time_budget_ends_with_a_checkpoint_samples_and_the_recipe(tmp_path):
 
 def test_recipe_follows_the_data_and_keeps_what_the_user_set():
     from vaegan.config import ModelConfig, RunConfig, TrainConfig
-    from vaegan.trainer import recipe
 
     digits, chosen = recipe.resolve(RunConfig(ModelConfig(image_size=32, channels=1), TrainConfig()), 1617)
     assert (digits.model.width, digits.model.latent_dim, digits.train.kl_weight, digits.train.amp) == (

@@ -37,7 +37,7 @@ from vaegan.core.errors import ConfigError, DataError, TrainingDiverged
 from vaegan.core.images import save_grid
 from vaegan.core.io import append_line, read_jsonl, remove_stale_temps, write_bytes, write_json
 from vaegan.trainer import checkpoint as ckpt
-from vaegan.trainer import recipe
+from vaegan.trainer import outlook, recipe
 from vaegan.trainer.data import load_dataset, to_tensor_range, to_uint8
 from vaegan.trainer.losses import background
 from vaegan.trainer.steps import NonFinite, TrainState, discriminator_step, generator_step, is_finite
@@ -209,7 +209,7 @@ def train(
         (out / "samples").mkdir(exist_ok=True)
         for s in data.skipped:
             append_line(out / "skipped_files.txt", s)
-        log.info("%s", recipe.describe(cfg, n_train, chosen))
+        log.info("%s", recipe.describe(cfg, n_train, chosen, st.budget_s))
 
     def autocast():
         if amp_dtype is None:
@@ -279,7 +279,16 @@ def train(
     # and the samples; updated as checkpoints are measured
     reserve = 2.0 + (min(4.0, 0.02 * st.budget_s) if recipe.prior_of(cfg) == "fitted" else 0.0)
     step_s = 0.0  # a recent step's duration: the budget must hold the next one too
-    last_ckpt = last_samples = clock()
+    last_ckpt = last_samples = t_loop = clock()
+    # the steps this budget buys on this CPU, judged once early in the VAE stage (outlook.py)
+    outlook_watch = outlook.BudgetWatch(
+        outlook.recipe_steps(mc.image_size, mc.channels) if st.budget_s and is_main else None,
+        st.budget_s,
+        1.0 if tc.mode == "vae" else float(tc.vae_fraction or 0.0),
+        per_step,
+        str(out),
+        (st.step, t_loop),
+    )
     st.models.train()
     try:
         while True:
@@ -329,6 +338,8 @@ def train(
             step_s = max(time.time() - t_step, 0.9 * step_s)
             st.step += 1
             st.elapsed_s = clock()
+            if short := outlook_watch.update(st.step, st.elapsed_s, stage):
+                bar.write(short)
 
             log_now = st.step % tc.log_every == 0 or (not st.budget_s and st.step == total)
             row: dict[str, Any] = {"step": st.step, "total_steps": total, "epoch": epoch, "stage": stage}
@@ -378,6 +389,8 @@ def train(
     rate = (st.step - step0) * per_step / max(1e-9, st.elapsed_s - elapsed0)
     if is_main and st.d_watch.is_dead:  # said in the run's last lines too, not only mid-run
         log.warning("%s", st.d_watch.warning())
+    if short := outlook_watch.final(st.step, st.elapsed_s):  # restated with the steps it took
+        log.warning("%s", short)
     if is_main and progress:
         log.info(
             "reached step %d (epoch %.1f, %s stage) in %s%s at %.0f img/s; weights %s, samples %s",

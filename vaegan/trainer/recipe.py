@@ -171,17 +171,18 @@ def build_config(mc: Any) -> Any:
     return dataclasses.replace(mc, **unset)
 
 
-def describe(cfg: RunConfig, n_images: int, chosen: list[str]) -> str:
+def describe(cfg: RunConfig, n_images: int, chosen: list[str], budget_s: float = 0.0) -> str:
     """The one line `vaegan train` prints at the start: data shape, then every recipe setting; the
-    ones the user set are marked with *."""
+    ones the user set are marked with *. budget_s: the run's whole time budget where a resume gave it
+    more than its config's --time."""
     mc, tc = cfg.model, cfg.train
 
     def mark(name: str, text: str) -> str:
         return text if name in chosen else text + "*"
 
     budget = (
-        f"{format_duration(tc.time_s)} budget"
-        if tc.time_s
+        f"{format_duration(budget_s or tc.time_s)} budget"
+        if budget_s or tc.time_s
         else (f"{tc.max_steps} steps" if tc.max_steps else f"{tc.epochs} epochs")
     )
     stages = (
