@@ -3,7 +3,9 @@
     make bench                                   # with the other pytest-benchmark suites
     python benchmarks/test_bench_train.py        # a table: img/s per stage and the run's average,
                                                  # bf16 autocast off and on, and the recipe's pick;
-                                                 # then the decoder's training pass both ways
+                                                 # then the work per image against this CPU's
+                                                 # fp32 matmul rate, and the decoder's training
+                                                 # pass both ways
 
 A step is the loop's own: `generator_step` (and `discriminator_step` in the GAN stages) on a batch
 of the recipe's size, with the recipe's mixed precision. The run's average weights each stage by the
@@ -107,6 +109,36 @@ def decoder_ms(rounds: int = 5, passes: int = 10) -> dict[str, float]:
     return {k: sorted(v)[len(v) // 2] for k, v in times.items()}
 
 
+def gflop_per_image(steps: int = 4) -> dict[str, float]:
+    """Floating-point work of one training image per stage (torch's FlopCounterMode: 2 per
+    multiply-add of the convs and matmuls), averaged over `steps` of the loop's steps (one VAE step
+    in D_WARMUP_EVERY also trains D)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    cfg, st, autocast, x, bg, _ = _setup(amp="off")
+    out = {}
+    for stage in STAGES:
+        counter = FlopCounterMode(display=False)
+        with counter:
+            for _ in range(steps):
+                _step(st, x, stage, cfg.train, autocast, bg)
+        out[stage] = counter.get_total_flops() / steps / len(x) / 1e9
+    return out
+
+
+def matmul_gflops(n: int = 2048, reps: int = 10) -> float:
+    """This CPU's fp32 rate on the kindest kernel, a large matmul: the most any training step gets."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = 0.0
+    for _ in range(3):
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        best = max(best, 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
 def measure(seconds: float = 8.0, amp: str | None = None) -> dict[str, float]:
     """img/s per stage (each measured for about `seconds`) and the recipe's time-weighted average."""
     cfg, st, autocast, x, bg, _ = _setup(amp=amp)
@@ -143,6 +175,20 @@ if __name__ == "__main__":
             f"  {stage:<12} {both['off'][stage]:7.0f} {both['bf16'][stage]:7.0f}  {both['bf16'][stage] / both['off'][stage]:.2f}x"
         )
     print(f"the recipe picks: amp {cfg.train.amp}")
+    work = gflop_per_image()
+    fp32 = both["off"]
+    print(
+        "  fp32 work:   "
+        + ", ".join(f"{k} {g:.3f} GFLOP/img ({g * fp32[k]:.0f} GFLOP/s)" for k, g in work.items())
+    )
+    # the run average at a sustained P GFLOP/s is P * sum(share / work): what 300 img/s would take
+    tc = cfg.train
+    vae, adv = float(tc.vae_fraction or 0), float(tc.adv_fraction or 0)
+    per_gflop = vae / work["vae"] + adv / work["adversarial"] + (1 - vae - adv) / work["joint"]
+    print(
+        f"  a run average of 300 img/s takes {300 / per_gflop:.0f} GFLOP/s sustained in fp32 on this model; "
+        f"this CPU's fp32 matmul (2048 x 2048) runs at {matmul_gflops():.0f} GFLOP/s"
+    )
     ms = decoder_ms()
     low, up = ms["upsample_conv"], ms["Upsample -> Conv"]
     print(
