@@ -26,6 +26,23 @@ def run_cli(*args: str, timeout: float = 600, env: dict | None = None, cwd: Path
     )
 
 
+def two_colour_folder(root: Path, n: int = 20, square: int = 0) -> Path:
+    """root/red and root/blue with n 32x32 RGB PNGs each, of random brightness; square: a centred
+    square of that side on black instead of the whole image."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    lo, hi = (16 - square // 2, 16 + square // 2) if square else (0, 32)
+    for label in ("red", "blue"):
+        (root / label).mkdir(parents=True)
+        for i in range(n):
+            a = np.zeros((32, 32, 3), np.uint8)
+            a[lo:hi, lo:hi, 0 if label == "red" else 2] = rng.integers(100, 255)
+            Image.fromarray(a).save(root / label / f"{i}.png")
+    return root
+
+
 def tiny_run_config(**train):
     from vaegan.config import ModelConfig, RunConfig, TrainConfig
 

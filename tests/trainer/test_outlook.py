@@ -4,10 +4,9 @@ the run and at its end, with the time that would make it up; runs whose recipe w
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import run_cli, two_colour_folder
 from vaegan.trainer import outlook
 
 
@@ -61,18 +60,10 @@ def test_the_watch_warns_early_and_at_the_end_only_when_the_steps_fall_short():
 
 @pytest.mark.slow
 def test_a_short_colour_budget_says_so_during_the_run_and_at_its_end(tmp_path):
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for label in ("red", "blue"):
-        (tmp_path / "data" / label).mkdir(parents=True)
-        for i in range(24):
-            a = np.zeros((32, 32, 3), np.uint8)
-            a[8:24, 8:24, 0 if label == "red" else 2] = rng.integers(100, 255)
-            Image.fromarray(a).save(tmp_path / "data" / label / f"{i}.png")
+    data = two_colour_folder(tmp_path / "data", n=24, square=16)
     out = tmp_path / "run"
     small = ["--width", "8", "--latent-dim", "8", "--batch-size", "16"]
-    r = run_cli("train", "--data", str(tmp_path / "data"), *small, "--time", "8s", "--out", str(out))
+    r = run_cli("train", "--data", str(data), *small, "--time", "8s", "--out", str(out))
     assert r.returncode == 0, r.stderr
     lines = [ln for ln in r.stderr.splitlines() if "the recipe was measured at" in ln]
     assert len(lines) == 2, r.stderr  # projected early in the VAE stage, then the steps it took

@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.conftest import ROOT, TINY, run_cli, tiny_run_config
+from tests.conftest import ROOT, TINY, run_cli, tiny_run_config, two_colour_folder
 from vaegan.core.errors import CheckpointError, ConfigError, TrainingDiverged
 from vaegan.core.io import read_jsonl
 from vaegan.trainer import recipe
@@ -246,17 +246,9 @@ def test_cli_help_and_version():
 
 
 def test_rgb_folder_at_32(tmp_path):
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for label in ("red", "blue"):
-        (tmp_path / "data" / label).mkdir(parents=True)
-        for i in range(20):
-            a = np.zeros((32, 32, 3), np.uint8)
-            a[..., 0 if label == "red" else 2] = rng.integers(100, 255)
-            Image.fromarray(a).save(tmp_path / "data" / label / f"{i}.png")
+    data = two_colour_folder(tmp_path / "data")
     res = train(
-        tiny_run_config(data=str(tmp_path / "data"), max_steps=4),
+        tiny_run_config(data=str(data), max_steps=4),
         tmp_path / "run",
         progress=False,
         infer={"channels"},
