@@ -77,7 +77,9 @@ class TrainConfig:
     time_s: float = opt(
         0.0,
         "Wall-clock budget, e.g. 15m, 900s, 1h: the stages split by time and the run ends with a checkpoint "
-        "and samples when it is spent. With --resume: that much more time. 0: steps decide.",
+        "and samples when it is spent; a colour run says early on if this CPU gives it fewer steps than "
+        "the recipe was measured at, and how much time to add. With --resume: that much more time. "
+        "0: steps decide.",
     )
     batch_size: int | None = opt(None, "Images per step per process (default: from the recipe).")
     lr: float | None = opt(None, "Encoder/decoder learning rate, Adam (default: from the recipe).")
