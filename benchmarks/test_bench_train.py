@@ -126,19 +126,6 @@ def gflop_per_image(steps: int = 4) -> dict[str, float]:
     return out
 
 
-def matmul_gflops(n: int = 2048, reps: int = 10) -> float:
-    """This CPU's fp32 rate on the kindest kernel, a large matmul: the most any training step gets."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    best = 0.0
-    for _ in range(3):
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            a @ b
-        best = max(best, 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9)
-    return best
-
-
 def measure(seconds: float = 8.0, amp: str | None = None) -> dict[str, float]:
     """img/s per stage (each measured for about `seconds`) and the recipe's time-weighted average."""
     cfg, st, autocast, x, bg, _ = _setup(amp=amp)
@@ -159,6 +146,7 @@ def measure(seconds: float = 8.0, amp: str | None = None) -> dict[str, float]:
 
 if __name__ == "__main__":
     from vaegan.bench import cpu_flags
+    from vaegan.bench.measure import measure_peak
 
     flags = cpu_flags()
     isa = next((n for f, n in (("amx_bf16", "AMX"), ("avx512_bf16", "AVX512-BF16"), ("avx512f", "AVX-512"),
@@ -187,7 +175,7 @@ if __name__ == "__main__":
     per_gflop = vae / work["vae"] + adv / work["adversarial"] + (1 - vae - adv) / work["joint"]
     print(
         f"  a run average of 300 img/s takes {300 / per_gflop:.0f} GFLOP/s sustained in fp32 on this model; "
-        f"this CPU's fp32 matmul (2048 x 2048) runs at {matmul_gflops():.0f} GFLOP/s"
+        f"this CPU's fp32 matmul peak (vaegan bench's) is {measure_peak()['fp32']['best']:.0f} GFLOP/s"
     )
     ms = decoder_ms()
     low, up = ms["upsample_conv"], ms["Upsample -> Conv"]
