@@ -313,8 +313,16 @@ def train(
             # the recipe keeps lr there; on 64x64 colour it is what keeps D alive (recipe.py). D trains
             # in the GAN stages, and from the first step with d_warmup, always at lr_d.
             gan_steps = st.d_watch.steps  # GAN steps taken so far, saved with the run
+            gan_start = bool(tc.gan_warmup) and stage in ("adversarial", "joint") and gan_steps == 0
+            if gan_start:
+                # The EMAs' window grows with the steps averaged (steps._ema_avg): counted from here,
+                # it is a share of the GAN steps, the ones that make the samples, not of all steps. In
+                # an AVX2 CPU's 15 minutes (2,560 steps) averages from step 0 lagged: FD 76.8 vs 69.7
+                # on letters64, 57.7 vs 48.5 on emoji64, each run scored both ways (docs/experiments/
+                # colour.md). The digits quick start (no warm-up) keeps its average from step 0.
+                st.restart_averages()
             for opt in (st.opt_e, st.opt_g):
-                if tc.gan_warmup and stage in ("adversarial", "joint") and gan_steps == 0:
+                if gan_start:
                     # Adam's second moments were measured on reconstruction gradients, smaller than
                     # the GAN stages' gradients: kept, the first GAN steps can be several times
                     # adv_lr, and D fell to "cannot tell" within 30 (letters64, recipe.py)

@@ -63,6 +63,12 @@ class TrainState:
             scaler=torch.amp.GradScaler("cuda", enabled=fp16),
         )
 
+    def restart_averages(self) -> None:
+        """Start the EMAs again from the networks as they are (the warm-up too): at the GAN's start,
+        so the weights the run ships average the GAN stages only."""
+        self.ema.n_averaged.zero_()
+        self.ema_enc.n_averaged.zero_()
+
     @property
     def ema_decoder(self) -> Decoder:
         return cast(Decoder, self.ema.module)
