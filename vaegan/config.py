@@ -132,8 +132,8 @@ class TrainConfig:
     gan_warmup: int | None = opt(
         None,
         "GAN steps over which the encoder's and decoder's rate rises linearly to --adv-lr when the GAN "
-        "turns on; their Adam moments and the weight averages the run saves restart there too (0: none of "
-        "these; default: from the recipe).",
+        "turns on; their Adam moments restart there too, and so do the weight averages the run saves "
+        "where the budget is short for the CPU (0: none of these; default: from the recipe).",
     )
     prior: str | None = opt(
         None,

@@ -1,6 +1,6 @@
 """A time budget that buys fewer steps than the recipe was measured at is said in one line, early in
 the run and at its end, with the time that would make it up; runs whose recipe was tuned by steps
-(the digits quick start) say nothing."""
+(the digits quick start) say nothing. A short run also saves weight averages over its GAN steps only."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 
 from tests.conftest import run_cli, two_colour_folder
 from vaegan.trainer import outlook
+from vaegan.trainer.checkpoint import load_state
 
 
 def test_the_projection_runs_the_rest_of_the_vae_stage_at_its_rate_and_the_gan_stages_at_half():
@@ -69,3 +70,7 @@ def test_a_short_colour_budget_says_so_during_the_run_and_at_its_end(tmp_path):
     assert len(lines) == 2, r.stderr  # projected early in the VAE stage, then the steps it took
     assert f"fewer than the {outlook.COLOUR_RECIPE_STEPS:,}" in lines[0] and "budget about" in lines[0]
     assert f"--resume {out} --time " in lines[1] and "budget about" not in lines[1]
+    # the run is short, so the averages it saved start at its first GAN step, not at step 0
+    st = load_state(out)
+    assert 0 < st["d_watch"][0] < st["step"]
+    assert int(st["ema"]["n_averaged"]) == int(st["ema_encoder"]["n_averaged"]) == st["d_watch"][0]

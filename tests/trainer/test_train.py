@@ -47,16 +47,13 @@ def test_checkpoint_round_trip(trained_run):
     assert cfg.model.image_size == 16 and cfg.data_key and cfg.class_names[0] == "0"
 
 
-@pytest.mark.parametrize("gan_warmup", [0, 3])
-def test_the_saved_averages_restart_with_the_gan_warm_up(tmp_path, gan_warmup):
-    # with a GAN warm-up the EMAs the run saves average the GAN stages' steps only; without, every step
+def test_a_run_by_steps_saves_averages_over_every_step(tmp_path):
+    # only a time budget short for the CPU restarts them with the GAN (test_outlook.py)
     out = tmp_path / "r"
-    train(tiny_run_config(max_steps=20, gan_warmup=gan_warmup), out, progress=False)
+    train(tiny_run_config(max_steps=20, gan_warmup=3), out, progress=False)
     st = load_state(out)
-    gan_steps = st["d_watch"][0]
-    assert 0 < gan_steps < st["step"] == 20  # a VAE stage came first
-    averaged = {int(st["ema"]["n_averaged"]), int(st["ema_encoder"]["n_averaged"])}
-    assert averaged == {gan_steps if gan_warmup else st["step"]}
+    assert 0 < st["d_watch"][0] < st["step"] == 20  # a VAE stage, then GAN steps
+    assert int(st["ema"]["n_averaged"]) == int(st["ema_encoder"]["n_averaged"]) == 20
 
 
 def test_config_mismatch_is_reported(trained_run, tmp_path):

@@ -314,12 +314,13 @@ def train(
             # in the GAN stages, and from the first step with d_warmup, always at lr_d.
             gan_steps = st.d_watch.steps  # GAN steps taken so far, saved with the run
             gan_start = bool(tc.gan_warmup) and stage in ("adversarial", "joint") and gan_steps == 0
-            if gan_start:
-                # The EMAs' window grows with the steps averaged (steps._ema_avg): counted from here,
-                # it is a share of the GAN steps, the ones that make the samples, not of all steps. In
-                # an AVX2 CPU's 15 minutes (2,560 steps) averages from step 0 lagged: FD 76.8 vs 69.7
-                # on letters64, 57.7 vs 48.5 on emoji64, each run scored both ways (docs/experiments/
-                # colour.md). The digits quick start (no warm-up) keeps its average from step 0.
+            if gan_start and outlook_watch.warning:
+                # A run short for its CPU: the EMAs' window grows with the steps averaged
+                # (steps._ema_avg), and from step 0 it lagged the samples. Restarted here it is a
+                # share of the GAN steps: an AVX2 CPU's 15 minutes (2,560-2,770 steps), each run
+                # scored both ways, FD 76.8 -> 69.7 and 72.2 -> 66.3 (letters64), 57.7 -> 48.5 and
+                # 34.6 -> 32.5 (emoji64). Runs of the recipe's steps keep the average they were
+                # measured with (docs/experiments/colour.md).
                 st.restart_averages()
             for opt in (st.opt_e, st.opt_g):
                 if gan_start:

@@ -6,7 +6,8 @@ otherwise silent about it until the user looks at the grids.
 
 Early in the VAE stage (a twentieth of the budget), the run projects its step count from its own step
 rate and says in one line, during the run and at its end, when that falls short of what the recipe
-was measured at, and how much more time would make it up (`--resume RUN --time ...`)."""
+was measured at, and how much more time would make it up (`--resume RUN --time ...`). Such a run
+also restarts the weight averages it saves when its GAN stages begin (loop.py)."""
 
 from __future__ import annotations
 

@@ -95,9 +95,9 @@ def train_defaults(image_size: int, channels: int, n_images: int, bf16: bool) ->
         # the saved encoder and decoder are averages over up to the last 2,000 steps (fewer while the
         # warm-up window, a ninth of the steps averaged, is shorter: steps._ema_avg): two seeds each on
         # letters64, 15 minutes, against 0.999: confident 0.661 vs 0.640, FD 24.3 vs 26.0, PSNR 24.37 vs
-        # 24.15 dB (docs/experiments/colour.md). The average restarts with the GAN (gan_warmup, loop.py),
-        # so that window is a share of the GAN steps, not of all steps: shorter, lagging less on a slow
-        # CPU's short run.
+        # 24.15 dB (docs/experiments/colour.md). On a run short for its CPU (outlook.py) the average
+        # restarts with the GAN (loop.py), so that window is a share of the GAN steps: shorter, and it
+        # lags the samples less.
         "ema_decay": 0.9995,
         # D trained against the VAE's samples from the start (every fourth VAE step, loop.D_WARMUP_EVERY),
         # then a decoder at a tenth of its rate once

@@ -64,8 +64,8 @@ class TrainState:
         )
 
     def restart_averages(self) -> None:
-        """Start the EMAs again from the networks as they are (the warm-up too): at the GAN's start,
-        so the weights the run ships average the GAN stages only."""
+        """Start the EMAs again from the networks as they are, warm-up included: at the GAN's start
+        of a run short for its CPU, so the weights it ships average its GAN steps only."""
         self.ema.n_averaged.zero_()
         self.ema_enc.n_averaged.zero_()
 
