@@ -172,7 +172,7 @@ class TrainConfig:
         "Mixed precision: auto = bf16/fp16 on CUDA, off on CPU; bf16; fp16; off. Default: the recipe's "
         "(auto on CUDA; bf16 for 64x64 and larger on CPUs with native bf16, AMX or AVX512-BF16).",
     )
-    log_every: int = opt(20, "Steps between metrics.jsonl lines.")
+    log_every: int = opt(20, "Steps between metrics.jsonl lines (and one at each stage's first step).")
     checkpoint_every: int = opt(100, "Steps between checkpoints (also every epoch).")
     max_steps: int = opt(0, "Stop after this many steps (0: epochs decide).")
 

@@ -69,6 +69,31 @@ def test_an_uneven_data_set_trains_its_classifier_three_times_as_long(tmp_path, 
     assert "24 epochs" in caplog.text and clf.accuracy > 0.9
 
 
+def test_the_real_images_row_scores_images_the_classifier_never_trained_on():
+    """A run's held-out split follows its seed; the classifier's does not. The "held-out real images"
+    row must be held out from both, or a run with another seed is compared with a flattered row."""
+    from vaegan.trainer.evaluate import Reference, scale_reference
+    from vaegan.trainer.metrics import classifier_split
+
+    d = load_dataset("digits", 16)
+
+    def keys(images):
+        return {im.tobytes() for im in images}
+
+    taught = keys(classifier_split(d)[0].images)
+    for seed in (0, 1):
+        ref = Reference(*d.split(0.1, seed), d)
+        real, train = scale_reference(ref)
+        assert len(real) == len(classifier_split(d)[1].images) and not keys(real) & taught
+        assert not keys(real) & keys(train.images)
+        if seed == 0:  # the default seed: the run's own held-out images, its whole training set
+            np.testing.assert_array_equal(real, ref.val.images)
+            assert len(train.images) == len(ref.train.images)
+        else:
+            assert keys(ref.val.images) & taught  # what the row used to score
+            assert len(train.images) < len(ref.train.images)
+
+
 def test_fd_of_held_out_data_is_far_below_bad_samples(digits):
     train, val, clf = digits
     rng = np.random.default_rng(0)

@@ -1,5 +1,6 @@
 """The training loop for real: run dirs, checkpoints, resume after SIGKILL, the NaN guard, DDP."""
 
+import itertools
 import json
 import os
 import signal
@@ -202,8 +203,14 @@ def test_resume_after_sigkill_reaches_the_same_step_and_weights(tmp_path):
     r = run_cli("train", "--resume", str(killed), "--quiet")
     assert r.returncode == 0, r.stderr
     assert load_state(killed)["step"] == 60
-    steps = [row["step"] for row in read_jsonl(killed / "metrics.jsonl")]
-    assert steps == list(range(5, 61, 5))  # no duplicated or missing log lines
+    rows = read_jsonl(killed / "metrics.jsonl")
+    steps = [row["step"] for row in rows]
+    assert len(steps) == len(set(steps)) == len(rows) and steps == sorted(steps)  # none duplicated
+    assert [s for s in steps if s % 5 == 0] == list(range(5, 61, 5))  # none missing
+    # the rest: each stage's first step, once, however the kill fell
+    firsts = [b["step"] for a, b in itertools.pairwise(rows) if a["stage"] != b["stage"]]
+    assert [s for s in steps if s % 5] == [s for s in firsts if s % 5]
+    assert {row["stage"] for row in rows} == {"vae", "adversarial", "joint"}
     a, b = load_file(ref / "model.safetensors"), load_file(killed / "model.safetensors")
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-5), k  # the same run as if never killed

@@ -45,12 +45,12 @@ class Dataset:
         perm = np.random.default_rng(seed).permutation(n)
         n_val = max(1, int(round(n * val_fraction)))
         val, train = perm[:n_val], perm[n_val:]
+        return self.take(train), self.take(val)
 
-        def take(idx: np.ndarray) -> Dataset:
-            labels = None if self.labels is None else self.labels[idx]
-            return Dataset(self.images[idx], labels, self.class_names, self.source)
-
-        return take(train), take(val)
+    def take(self, idx: np.ndarray) -> Dataset:
+        """The images (and labels) at idx: indices or a boolean mask."""
+        labels = None if self.labels is None else self.labels[idx]
+        return Dataset(self.images[idx], labels, self.class_names, self.source)
 
 
 def _resize_array(x: np.ndarray, size: int, channels: int) -> np.ndarray:

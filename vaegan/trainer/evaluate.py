@@ -17,6 +17,7 @@ from vaegan.trainer.checkpoint import PRIOR, fit_run_prior, load_model, load_pri
 from vaegan.trainer.data import Dataset, load_dataset, to_uint8
 from vaegan.trainer.metrics import (
     DEGRADED,
+    classifier_split,
     degraded,
     get_classifier,
     missing_classes,
@@ -85,14 +86,27 @@ SCALE_COLUMNS = ("fd", "precision", "recall", "confident", "real", "sharpness")
 
 def scale_rows(ref: Reference, n: int = 1000) -> dict[str, dict[str, float]]:
     """What good and bad look like in the same space: held-out real images and degraded copies of
-    them (heavy blur, blends, noise), scored like samples."""
+    them (heavy blur, blends, noise), scored like samples.
+
+    The real images are the classifier's own held-out tenth, scored against the run's training
+    images less any of them. A run's held-out split follows its seed and the classifier's does not:
+    for a run with another seed, nine in ten of the run's held-out images taught the classifier, and
+    the real row they gave was flattered (emoji64, seed 1: confident 0.934 against 0.812 on images
+    the classifier never saw). For a run with the default seed the two splits are the same images."""
     clf = get_classifier(ref.data)
     rng = np.random.default_rng(0)
-    real = ref.val.images[:n]
-    rows = {"held-out real images": score_images(real, ref.train, clf)}
+    real, train = scale_reference(ref, n)
+    rows = {"held-out real images": score_images(real, train, clf)}
     for kind in DEGRADED:
-        rows[f"real images, {kind}"] = score_images(degraded(real, kind, rng), ref.train, clf)
+        rows[f"real images, {kind}"] = score_images(degraded(real, kind, rng), train, clf)
     return rows
+
+
+def scale_reference(ref: Reference, n: int = 1000) -> tuple[np.ndarray, Dataset]:
+    """(up to n real images the classifier never trained on, the run's training images less them)."""
+    real = classifier_split(ref.data)[1].images[:n]
+    unseen = {im.tobytes() for im in real}
+    return real, ref.train.take(np.array([im.tobytes() not in unseen for im in ref.train.images], bool))
 
 
 def space_name(data: Dataset) -> str:

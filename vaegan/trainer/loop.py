@@ -273,7 +273,8 @@ def train(
         progress and is_main,
         bool(st.budget_s),
     )
-    t_log = time.time()
+    t_log, step_log = time.time(), st.step
+    prev_stage = st.stage or None  # a resumed run goes on from the stage its checkpoint reached
     last: dict[str, float] = {}
     # seconds kept for the final checkpoint, the prior's fit (2-3 s for 2,700 images, 128 components)
     # and the samples; updated as checkpoints are measured
@@ -350,7 +351,11 @@ def train(
             if short := outlook_watch.update(st.step, st.elapsed_s, stage):
                 bar.write(short)
 
-            log_now = st.step % tc.log_every == 0 or (not st.budget_s and st.step == total)
+            # a row at each stage's first step too: a short stage between two logged steps would
+            # otherwise leave no trace in metrics.jsonl or the report's curves
+            first_of_stage = prev_stage is not None and stage != prev_stage
+            prev_stage = stage
+            log_now = st.step % tc.log_every == 0 or first_of_stage or (not st.budget_s and st.step == total)
             row: dict[str, Any] = {"step": st.step, "total_steps": total, "epoch": epoch, "stage": stage}
             if log_now or bar.bar is not None:  # d_real, d_fake: D's mean logits (liveness.py)
                 row |= {
@@ -359,9 +364,11 @@ def train(
                     if k != "total"
                 }
                 row["loss_total"] = float(losses["total"].detach())
-            row["imgs_per_s"] = tc.log_every * per_step / max(1e-9, time.time() - t_log) if log_now else 0.0
+            row["imgs_per_s"] = (
+                (st.step - step_log) * per_step / max(1e-9, time.time() - t_log) if log_now else 0.0
+            )
             if log_now:
-                t_log = time.time()
+                t_log, step_log = time.time(), st.step
                 row["time_s"] = round(st.elapsed_s, 2)
                 last = {k: float(v) for k, v in row.items() if k.startswith("loss_")}
                 if is_main:

@@ -149,6 +149,11 @@ def classifier_epochs(labels: np.ndarray | None) -> int:
     return UNEVEN_EPOCHS if counts.max() > UNEVEN * counts.min() else EPOCHS
 
 
+def classifier_split(data: Dataset, seed: int = 0) -> tuple[Dataset, Dataset]:
+    """The images the evaluation classifier trains on, and the tenth it never sees."""
+    return data.split(0.1, seed)
+
+
 def get_classifier(data: Dataset, epochs: int | None = None, seed: int = 0) -> Classifier:
     """The evaluation feature space of a dataset, cached by its content key.
 
@@ -175,7 +180,7 @@ def get_classifier(data: Dataset, epochs: int | None = None, seed: int = 0) -> C
             return Classifier(net.eval(), acc, names)
         except Exception as e:  # noqa: BLE001 - a damaged cache is rebuilt, never trusted
             log.warning("classifier cache %s unusable (%s); retraining", path, e)
-    train, val = data.split(0.1, seed)
+    train, val = classifier_split(data, seed)
     epochs = epochs or classifier_epochs(data.labels)
     log.info(
         "training the evaluation classifier for %s (%d images, %d epochs, once: cached for every run on it)",
