@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -115,3 +116,13 @@ def pytest_sessionfinish(session):
     from tests.runtime.reliability import write
 
     write()
+
+
+def check_logged_steps(rows: list[dict], every: int, last: int) -> None:
+    """metrics.jsonl after any kills and resumes: a row every `every` steps up to `last` and one at
+    each stage's first step, each once, in order."""
+    steps = [row["step"] for row in rows]
+    assert steps == sorted(set(steps)), steps  # none duplicated, none out of order
+    assert [s for s in steps if s % every == 0] == list(range(every, last + 1, every)), steps
+    firsts = [b["step"] for a, b in itertools.pairwise([{"stage": ""}, *rows]) if a["stage"] != b["stage"]]
+    assert [s for s in steps if s % every] == [s for s in firsts if s % every], steps

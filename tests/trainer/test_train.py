@@ -1,6 +1,5 @@
 """The training loop for real: run dirs, checkpoints, resume after SIGKILL, the NaN guard, DDP."""
 
-import itertools
 import json
 import os
 import signal
@@ -13,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.conftest import ROOT, TINY, run_cli, tiny_run_config, two_colour_folder
+from tests.conftest import ROOT, TINY, check_logged_steps, run_cli, tiny_run_config, two_colour_folder
 from vaegan.core.errors import CheckpointError, ConfigError, TrainingDiverged
 from vaegan.core.io import read_jsonl
 from vaegan.trainer import recipe
@@ -25,7 +24,7 @@ def test_run_dir_contents(trained_run):
     names = {p.name for p in trained_run.iterdir()}
     assert {"model.safetensors", "config.json", "train_state.pt", "metrics.jsonl", "samples"} <= names
     rows = read_jsonl(trained_run / "metrics.jsonl")
-    assert [r["step"] for r in rows] == list(range(2, 31, 2))
+    check_logged_steps(rows, 2, 30)
     assert {"vae", "adversarial", "joint"} <= {r["stage"] for r in rows}
     assert all(np.isfinite(r["loss_total"]) for r in rows)
     assert any(p.name.startswith("prior_epoch") for p in (trained_run / "samples").iterdir())
@@ -204,12 +203,7 @@ def test_resume_after_sigkill_reaches_the_same_step_and_weights(tmp_path):
     assert r.returncode == 0, r.stderr
     assert load_state(killed)["step"] == 60
     rows = read_jsonl(killed / "metrics.jsonl")
-    steps = [row["step"] for row in rows]
-    assert len(steps) == len(set(steps)) == len(rows) and steps == sorted(steps)  # none duplicated
-    assert [s for s in steps if s % 5 == 0] == list(range(5, 61, 5))  # none missing
-    # the rest: each stage's first step, once, however the kill fell
-    firsts = [b["step"] for a, b in itertools.pairwise(rows) if a["stage"] != b["stage"]]
-    assert [s for s in steps if s % 5] == [s for s in firsts if s % 5]
+    check_logged_steps(rows, 5, 60)  # no duplicated or missing log lines
     assert {row["stage"] for row in rows} == {"vae", "adversarial", "joint"}
     a, b = load_file(ref / "model.safetensors"), load_file(killed / "model.safetensors")
     for k in a:

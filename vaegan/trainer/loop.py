@@ -274,7 +274,7 @@ def train(
         bool(st.budget_s),
     )
     t_log, step_log = time.time(), st.step
-    prev_stage = st.stage or None  # a resumed run goes on from the stage its checkpoint reached
+    prev_stage = st.stage  # "" on a fresh run; a resumed one goes on in its checkpoint's stage
     last: dict[str, float] = {}
     # seconds kept for the final checkpoint, the prior's fit (2-3 s for 2,700 images, 128 components)
     # and the samples; updated as checkpoints are measured
@@ -353,7 +353,7 @@ def train(
 
             # a row at each stage's first step too: a short stage between two logged steps would
             # otherwise leave no trace in metrics.jsonl or the report's curves
-            first_of_stage = prev_stage is not None and stage != prev_stage
+            first_of_stage = stage != prev_stage
             prev_stage = stage
             log_now = st.step % tc.log_every == 0 or first_of_stage or (not st.budget_s and st.step == total)
             row: dict[str, Any] = {"step": st.step, "total_steps": total, "epoch": epoch, "stage": stage}
