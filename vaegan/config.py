@@ -114,6 +114,13 @@ class TrainConfig:
         "pixels against the image's, so flat regions come back flat and edges where they were "
         "(default: from the recipe; 0: off).",
     )
+    class_balance: float | None = opt(
+        None,
+        "How evenly a labelled data set's classes are drawn for training: each class at its share of the "
+        "images to this power (0: every image equally often; 1: every class equally often). Default: from "
+        "the recipe (0.5 where the largest class holds more than twice the images of the smallest, else 0); "
+        "samples keep the data's class shares either way.",
+    )
     gan_loss: str | None = opt(None, "GAN loss: hinge or bce (non-saturating); default: from the recipe.")
     gan_weight: float = opt(1.0, "Base GAN weight (x adaptive weight).")
     adaptive_gan_weight: bool = True
@@ -221,6 +228,8 @@ class TrainConfig:
             raise ConfigError(f"feature layer must be 1 (D's last block) or more, got {self.feature_layer}")
         if self.gan_warmup is not None and self.gan_warmup < 0:
             raise ConfigError(f"gan warmup must be 0 (off) or a number of steps, got {self.gan_warmup}")
+        if self.class_balance is not None and not 0.0 <= self.class_balance <= 1.0:
+            raise ConfigError(f"class balance must be in [0, 1], got {self.class_balance}")
         if self.ema_decay is not None and not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema decay must be in [0, 1), got {self.ema_decay}")
         if not 0.0 < self.val_fraction < 0.5:
@@ -241,7 +250,7 @@ RESUMABLE = frozenset(
 
 # Recipe terms added after runs were saved without them, and the value those runs trained with: a
 # resumed run keeps its own loss rather than taking up the current recipe's value mid-run.
-ADDED_SINCE: dict[str, Any] = {"edge_weight": 0.0, "gan_warmup": 0}
+ADDED_SINCE: dict[str, Any] = {"edge_weight": 0.0, "gan_warmup": 0, "class_balance": 0.0}
 
 
 def _differs(cfg: RunConfig, name: str, value: Any, model_fields: set[str]) -> bool:

@@ -127,13 +127,13 @@ def test_a_run_saved_before_a_recipe_term_existed_keeps_training_without_it(trai
 
     saved = json.loads((trained_run / "config.json").read_text())
     old, new = tmp_path / "old.json", tmp_path / "new.json"
-    for key in ("edge_weight", "gan_warmup"):
+    for key in ("edge_weight", "gan_warmup", "class_balance"):
         del saved["train"][key]
     old.write_text(json.dumps(saved))
     saved["train"] |= {"edge_weight": 2.5, "gan_warmup": 7}
     new.write_text(json.dumps(saved))
     before = RunConfig.load(old)
-    assert (before.train.edge_weight, before.train.gan_warmup) == (0.0, 0)
+    assert (before.train.edge_weight, before.train.gan_warmup, before.train.class_balance) == (0.0, 0, 0.0)
     resolved, chosen = recipe.resolve(before, 100)
     assert resolved.train.edge_weight == 0.0 and "edge_weight" not in chosen
     assert (RunConfig.load(new).train.edge_weight, RunConfig.load(new).train.gan_warmup) == (2.5, 7)
@@ -232,6 +232,7 @@ def test_cli_train_then_refuse_to_overwrite(tmp_path):
         (["--feature-layer", "0"], "feature layer"),
         (["--gan-warmup", "-1"], "gan warmup"),
         (["--edge-weight", "-1"], "edge weight"),
+        (["--class-balance", "2"], "class balance"),
         (["--feature-layer", "9", "--max-steps", "1"], "conv blocks"),
     ],
 )
@@ -390,6 +391,53 @@ def test_recipe_follows_the_data_and_keeps_what_the_user_set():
     assert recipe.parse_duration("900s") == recipe.parse_duration("900") == 900
     with pytest.raises(ValueError, match="not a duration"):
         recipe.parse_duration("fifteen minutes")
+
+
+def test_an_uneven_labelled_data_set_draws_its_small_classes_more_often(tmp_path, caplog):
+    """Where the largest class holds over twice the images of the smallest, the recipe draws each class
+    at its share to the power 0.5 (emoji64: people 60% of the images, 30% of the batches); an even or
+    unlabelled data set keeps one plain permutation an epoch, the order it always had."""
+    import logging
+
+    from vaegan.config import ModelConfig, RunConfig, TrainConfig
+    from vaegan.trainer.data import class_draw_shares, class_spread, draw_weights, epoch_order, load_dataset
+
+    d = load_dataset("digits", 16)
+    keep = (d.labels != 9) | (np.cumsum(d.labels == 9) <= 30)  # 30 nines against about 180 of each digit
+    labels = d.labels[keep]
+    assert class_spread(d.labels) < 1.1 and class_spread(None) == 1.0 and class_spread(labels) > 5
+    colour = RunConfig(ModelConfig(image_size=64, channels=3), TrainConfig())
+    grey = RunConfig(ModelConfig(image_size=32, channels=1), TrainConfig())
+    for cfg in (colour, grey):
+        uneven, chosen = recipe.resolve(cfg, 1500, class_spread=class_spread(labels))
+        assert uneven.train.class_balance == 0.5 and "class_balance" in chosen
+        assert "classes drawn at share^0.5," in recipe.describe(uneven, 1500, chosen)
+        even, chosen = recipe.resolve(cfg, 1500, class_spread=class_spread(d.labels))
+        assert even.train.class_balance == 0.0 and "classes drawn" not in recipe.describe(even, 1500, chosen)
+    mine = RunConfig(ModelConfig(image_size=64, channels=3), TrainConfig(class_balance=1.0))
+    resolved, chosen = recipe.resolve(mine, 1500, class_spread=class_spread(labels))
+    assert resolved.train.class_balance == 1.0 and "share^1*" in recipe.describe(resolved, 1500, chosen)
+
+    assert draw_weights(labels, 0.0) is None and draw_weights(None, 0.5) is None
+    plain = epoch_order(len(labels), 3, 7)
+    expected = torch.randperm(len(labels), generator=torch.Generator().manual_seed(3 * 100003 + 7))
+    assert torch.equal(plain, expected)  # even data: the same batches as before the option existed
+    w = draw_weights(labels, 0.5)
+    drawn = torch.cat([epoch_order(len(labels), 3, e, w) for e in range(20)]).numpy()
+    np.testing.assert_allclose(
+        np.bincount(labels[drawn]) / len(drawn), class_draw_shares(labels, 0.5), atol=0.01
+    )
+    assert torch.equal(epoch_order(len(labels), 3, 7, w), epoch_order(len(labels), 3, 7, w))  # resumable
+    nines = class_draw_shares(labels, 0.5)[9]
+    assert nines > 2 * (labels == 9).mean()  # 30 nines of 1,647 images: drawn over twice as often
+
+    np.savez(tmp_path / "uneven.npz", x=d.images[keep][..., 0], y=labels)
+    cfg = tiny_run_config(data=str(tmp_path / "uneven.npz"), max_steps=2)
+    with caplog.at_level(logging.INFO, logger="vaegan"):
+        res = train(cfg, tmp_path / "r", progress=False)
+    assert res.cfg is not None and res.cfg.train.class_balance == 0.5
+    assert "classes of 2" in caplog.text and "drawn for training at its share" in caplog.text
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["train"]["class_balance"] == 0.5
 
 
 def test_train_returns_the_config_it_used_and_leaves_the_callers_alone(tmp_path):

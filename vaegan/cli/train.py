@@ -54,7 +54,8 @@ from vaegan.config import AMP_CHOICES, GAN_LOSSES, MODES, PRIORS, ModelConfig, R
 )
 @options_from(ModelConfig, "latent_dim width d_width")
 @options_from(
-    TrainConfig, "kl_weight pixel_weight foreground_weight edge_weight gamma vae_fraction adv_fraction"
+    TrainConfig,
+    "kl_weight pixel_weight foreground_weight edge_weight class_balance gamma vae_fraction adv_fraction",
 )
 @option_from(TrainConfig, "gan_loss", "--gan-loss", type=click.Choice(GAN_LOSSES))
 @options_from(

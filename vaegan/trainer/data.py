@@ -20,6 +20,8 @@ from vaegan.core.images import IMAGE_SUFFIXES, fit_image, open_image
 
 log = logging.getLogger(__name__)
 
+UNEVEN = 2.0  # largest class over smallest above which a labelled data set is uneven
+
 
 @dataclass
 class Dataset:
@@ -51,6 +53,43 @@ class Dataset:
         """The images (and labels) at idx: indices or a boolean mask."""
         labels = None if self.labels is None else self.labels[idx]
         return Dataset(self.images[idx], labels, self.class_names, self.source)
+
+
+def class_spread(labels: np.ndarray | None) -> float:
+    """Images in the largest class over the smallest: 1.0 for unlabelled or even data."""
+    if labels is None:
+        return 1.0
+    counts = np.bincount(labels)
+    counts = counts[counts > 0]
+    return float(counts.max() / counts.min())
+
+
+def draw_weights(labels: np.ndarray | None, balance: float) -> np.ndarray | None:
+    """Per-image weights that draw each class at its share of the images to the power `balance`
+    (0: every image equally often, None; 1: every class equally often)."""
+    if labels is None or balance <= 0:
+        return None
+    counts = np.bincount(labels).astype(np.float64)
+    return counts[labels] ** (balance - 1.0)
+
+
+def class_draw_shares(labels: np.ndarray, balance: float) -> np.ndarray:
+    """Each class's share of the images drawn for training under `balance` (draw_weights)."""
+    counts = np.bincount(labels).astype(np.float64)
+    shares = counts ** float(balance) * (counts > 0)
+    return shares / shares.sum()
+
+
+def epoch_order(n: int, seed: int, epoch: int, weights: np.ndarray | None = None):
+    """The training images' order for one epoch, a function of (seed, epoch) alone so that a resumed
+    run draws the batches the killed one would have: a permutation, or with weights n draws with
+    replacement, each image in proportion to its weight."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed * 100003 + epoch)
+    if weights is None:
+        return torch.randperm(n, generator=g)
+    return torch.multinomial(torch.as_tensor(weights, dtype=torch.float64), n, True, generator=g)
 
 
 def _resize_array(x: np.ndarray, size: int, channels: int) -> np.ndarray:

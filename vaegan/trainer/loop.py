@@ -38,7 +38,14 @@ from vaegan.core.images import save_grid
 from vaegan.core.io import append_line, read_jsonl, remove_stale_temps, write_bytes, write_json
 from vaegan.trainer import checkpoint as ckpt
 from vaegan.trainer import outlook, recipe
-from vaegan.trainer.data import load_dataset, to_tensor_range, to_uint8
+from vaegan.trainer.data import (
+    class_spread,
+    draw_weights,
+    epoch_order,
+    load_dataset,
+    to_tensor_range,
+    to_uint8,
+)
 from vaegan.trainer.losses import background
 from vaegan.trainer.steps import NonFinite, TrainState, discriminator_step, generator_step, is_finite
 
@@ -162,6 +169,7 @@ def train(
         ),
         len(train_set.images),
         on_cuda=device.type == "cuda",
+        class_spread=class_spread(data.labels),
     )
     tc, mc = cfg.train.validate(), cfg.model
     if (tc.feature_layer or 1) > mc.num_blocks + 1:
@@ -180,6 +188,7 @@ def train(
         )
     steps_per_epoch = n_train // per_step
     bg_all = background(x_all) if tc.foreground_weight else None  # once, not a median per step
+    weights = draw_weights(train_set.labels, float(tc.class_balance or 0.0))
 
     # ---- models, optimisers, EMA
     torch.manual_seed(tc.seed)
@@ -210,6 +219,10 @@ def train(
         for s in data.skipped:
             append_line(out / "skipped_files.txt", s)
         log.info("%s", recipe.describe(cfg, n_train, chosen, st.budget_s))
+        if weights is not None and train_set.labels is not None:
+            log.info(
+                "%s", recipe.describe_draw(train_set.labels, data.class_names, float(tc.class_balance or 0.0))
+            )
 
     def autocast():
         if amp_dtype is None:
@@ -281,6 +294,9 @@ def train(
     reserve = 2.0 + (min(4.0, 0.02 * st.budget_s) if recipe.prior_of(cfg) == "fitted" else 0.0)
     step_s = 0.0  # a recent step's duration: the budget must hold the next one too
     last_ckpt = last_samples = t_loop = clock()
+    # A fresh run's stages split the time left after its set-up (data, models, probes), so that a short
+    # budget's first stage is not spent before the first step; a resumed run's split is its budget's.
+    stage_origin = 0.0 if resume else t_loop
     # the steps this budget buys on this CPU, judged once early in the VAE stage (outlook.py)
     outlook_watch = outlook.BudgetWatch(
         outlook.recipe_steps(mc.image_size, mc.channels) if st.budget_s and is_main else None,
@@ -297,7 +313,7 @@ def train(
             if st.budget_s:
                 if now + reserve + step_s >= st.budget_s:
                     break
-                fraction = now / st.budget_s
+                fraction = (now - stage_origin) / max(1e-9, st.budget_s - stage_origin)
             else:
                 if st.step >= total:
                     break
@@ -306,8 +322,8 @@ def train(
             stage = max(by_budget, st.stage or by_budget, key=lambda s: STAGES.index(s) if s in STAGES else 0)
             st.stage = stage
             epoch, i = divmod(st.step, steps_per_epoch)
-            perm = torch.randperm(n_train, generator=torch.Generator().manual_seed(tc.seed * 100003 + epoch))
-            idx = perm[(i * world + rank) * batch : (i * world + rank + 1) * batch].to(device)
+            order = epoch_order(n_train, tc.seed, epoch, weights)
+            idx = order[(i * world + rank) * batch : (i * world + rank + 1) * batch].to(device)
             x = x_all[idx]
             # Encoder and decoder run at their own rate once the GAN is on (adv_lr): a lower one keeps
             # D from collapsing. Measured on digits it cost more than it bought (docs/quality.md), so

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from vaegan.trainer.data import Dataset, to_tensor_range
+from vaegan.trainer.data import UNEVEN, Dataset, class_spread, to_tensor_range
 
 log = logging.getLogger(__name__)
 # 3: a reject class of degraded real images (blur, blends, noise); label-free data gets real/blur/blend/noise
@@ -46,7 +46,6 @@ EPOCHS = 8
 # held-out images, named right 0% vs 14%; degraded images still 99% rejected). Class-weighted loss
 # at 24 epochs was no better (0.794, 9 of 9, 0.018). Even data sets (digits, letters64) keep 8.
 UNEVEN_EPOCHS = 24
-UNEVEN = 2.0  # largest class / smallest class above which a data set is uneven
 DEGRADED = ("blur", "blend", "noise")  # the kinds of image that are not like the data
 
 
@@ -142,11 +141,7 @@ def degraded(images: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndar
 
 def classifier_epochs(labels: np.ndarray | None) -> int:
     """How long the evaluation classifier trains: longer where the classes are uneven in size."""
-    if labels is None:
-        return EPOCHS
-    counts = np.bincount(labels)
-    counts = counts[counts > 0]
-    return UNEVEN_EPOCHS if counts.max() > UNEVEN * counts.min() else EPOCHS
+    return UNEVEN_EPOCHS if class_spread(labels) > UNEVEN else EPOCHS
 
 
 def classifier_split(data: Dataset, seed: int = 0) -> tuple[Dataset, Dataset]:
