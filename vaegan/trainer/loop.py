@@ -297,6 +297,7 @@ def train(
     # A fresh run's stages split the time left after its set-up (data, models, probes), so that a short
     # budget's first stage is not spent before the first step; a resumed run's split is its budget's.
     stage_origin = 0.0 if resume else t_loop
+    order, order_epoch = torch.empty(0, dtype=torch.long), -1  # this epoch's image order (epoch_order)
     # the steps this budget buys on this CPU, judged once early in the VAE stage (outlook.py)
     outlook_watch = outlook.BudgetWatch(
         outlook.recipe_steps(mc.image_size, mc.channels) if st.budget_s and is_main else None,
@@ -322,7 +323,8 @@ def train(
             stage = max(by_budget, st.stage or by_budget, key=lambda s: STAGES.index(s) if s in STAGES else 0)
             st.stage = stage
             epoch, i = divmod(st.step, steps_per_epoch)
-            order = epoch_order(n_train, tc.seed, epoch, weights)
+            if epoch != order_epoch:  # one draw an epoch, not one a step
+                order, order_epoch = epoch_order(n_train, tc.seed, epoch, weights), epoch
             idx = order[(i * world + rank) * batch : (i * world + rank + 1) * batch].to(device)
             x = x_all[idx]
             # Encoder and decoder run at their own rate once the GAN is on (adv_lr): a lower one keeps

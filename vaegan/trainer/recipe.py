@@ -153,7 +153,7 @@ def resolve(
     cfg: RunConfig, n_images: int, on_cuda: bool = False, class_spread: float = 1.0
 ) -> tuple[RunConfig, list[str]]:
     """A copy of cfg with every unset (None) recipe field filled; also the names the recipe set.
-    class_spread: the training images' largest class over their smallest (data.class_spread)."""
+    class_spread: the data set's largest class over its smallest (data.class_spread)."""
     mc, tc = cfg.model, cfg.train
     size, ch = mc.image_size, mc.channels
     chosen: list[str] = []
