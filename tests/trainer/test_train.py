@@ -375,7 +375,7 @@ def test_recipe_follows_the_data_and_keeps_what_the_user_set():
     rgb, _ = recipe.resolve(
         RunConfig(ModelConfig(image_size=64, channels=3), TrainConfig(kl_weight=0.3)), 2700
     )
-    assert rgb.model.latent_dim == 32 and rgb.train.kl_weight == 0.3 and rgb.train.pixel_weight == 1.0
+    assert rgb.model.latent_dim == 64 and rgb.train.kl_weight == 0.3 and rgb.train.pixel_weight == 1.0
     assert (digits.train.ema_decay, rgb.train.ema_decay) == (0.999, 0.9995)
     line = recipe.describe(rgb, 2700, [k for k in chosen if k != "kl_weight"])
     assert line.startswith("recipe for 2700 images of 64x64x3 (RGB)") and "KL weight 0.3*" in line
