@@ -4,12 +4,12 @@ channels and the data-set size, is printed in one line at the start, and stays o
 Where the numbers come from (docs/quality.md has the runs):
 - 32x32 grey (the bundled digits): the settings the quick start was tuned with; unchanged.
 - 64x64 RGB (letters64, 3,000 images, 15 minutes on 2 cores): a wider latent for colour and pose (64
-  numbers: against 32, reconstructions 1.3-2.2 dB closer and a lower FD on every letters and emoji
-  run measured, docs/experiments/colour.md), a lighter KL (12,288 values per image: the per-pixel KL
-  is tiny), a pixel term weighted towards pixels unlike the background (without it thin letters came
-  back white on the right backgrounds), an edge term that keeps flat fills flat, a half-width discriminator (it runs up to four times per
-  joint step) and bf16 autocast where the CPU computes bf16 natively and measures faster (3.4x the
-  fp32 VAE step with channels-last on AMX).
+  numbers: against 32, reconstructions 1.3-2.2 dB closer and a lower FD on every letters and emoji run
+  measured, docs/experiments/colour.md), a lighter KL (12,288 values per image: the per-pixel KL is
+  tiny), a pixel term weighted towards pixels unlike the background (without it thin letters came back
+  white on the right backgrounds), an edge term that keeps flat fills flat, a half-width discriminator
+  (it runs up to four times per joint step) and bf16 autocast where the CPU computes bf16 natively and
+  measures faster (3.4x the fp32 VAE step with channels-last on AMX).
 Other sizes follow the 64x64 RGB settings, the latent growing with the pixel count.
 """
 
