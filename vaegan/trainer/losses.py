@@ -82,11 +82,10 @@ def diff_augment(x: torch.Tensor, translate: float = 0.125, cutout: float = 0.5)
     return x * (~inside).unsqueeze(1).to(x.dtype)
 
 
-def adaptive_weight(rec: torch.Tensor, gan: torch.Tensor, last_layer: torch.Tensor) -> torch.Tensor:
+def adaptive_weight(g_rec: torch.Tensor, g_gan: torch.Tensor) -> torch.Tensor:
     """Balance GAN against reconstruction at the decoder's last layer (as in latent-diffusion's
-    autoencoder loss): w = |grad rec| / |grad gan|, so neither term drowns the other."""
-    g_rec = torch.autograd.grad(rec, last_layer, retain_graph=True)[0]
-    g_gan = torch.autograd.grad(gan, last_layer, retain_graph=True)[0]
+    autoencoder loss): w = |grad rec| / |grad gan|, from the two terms' gradients at that layer's
+    weight, so neither term drowns the other."""
     return (g_rec.norm() / (g_gan.norm() + 1e-4)).clamp(0.0, 1e4).detach()
 
 
