@@ -395,8 +395,9 @@ def test_recipe_follows_the_data_and_keeps_what_the_user_set():
 
 def test_an_uneven_labelled_data_set_draws_its_small_classes_more_often(tmp_path, caplog):
     """Where the largest class holds over twice the images of the smallest, the recipe draws each class
-    at its share to the power 0.5 (emoji64: people 60% of the images, 30% of the batches); an even or
-    unlabelled data set keeps one plain permutation an epoch, the order it always had."""
+    at its share to the power 0.5 (emoji64: people 60% of the images, 30% of the batches) and, at 64x64
+    RGB, gives the VAE stage 60% of the budget; an even or unlabelled data set keeps one plain
+    permutation an epoch, the order it always had."""
     import logging
 
     from vaegan.config import ModelConfig, RunConfig, TrainConfig
@@ -414,9 +415,16 @@ def test_an_uneven_labelled_data_set_draws_its_small_classes_more_often(tmp_path
         assert "classes drawn at share^0.5," in recipe.describe(uneven, 1500, chosen)
         even, chosen = recipe.resolve(cfg, 1500, class_spread=class_spread(d.labels))
         assert even.train.class_balance == 0.0 and "classes drawn" not in recipe.describe(even, 1500, chosen)
+        # 64x64 RGB on uneven classes: a longer VAE stage, for the small classes to be learnt in it
+        longer = cfg is colour
+        assert (uneven.train.vae_fraction > even.train.vae_fraction) == longer
+        assert (uneven.train.vae_fraction == recipe.UNEVEN_VAE_FRACTION) == longer
     mine = RunConfig(ModelConfig(image_size=64, channels=3), TrainConfig(class_balance=1.0))
     resolved, chosen = recipe.resolve(mine, 1500, class_spread=class_spread(labels))
     assert resolved.train.class_balance == 1.0 and "share^1*" in recipe.describe(resolved, 1500, chosen)
+    why = recipe.describe_draw(labels, d.class_names, 0.5, recipe.UNEVEN_VAE_FRACTION)
+    assert "the VAE stage takes 60% of the budget" in why and "--vae-fraction" in why
+    assert "VAE stage" not in recipe.describe_draw(labels, d.class_names, 0.5)
 
     assert draw_weights(labels, 0.0) is None and draw_weights(None, 0.5) is None
     plain = epoch_order(len(labels), 3, 7)

@@ -221,7 +221,15 @@ def train(
         log.info("%s", recipe.describe(cfg, n_train, chosen, st.budget_s))
         if weights is not None and train_set.labels is not None:
             log.info(
-                "%s", recipe.describe_draw(train_set.labels, data.class_names, float(tc.class_balance or 0.0))
+                "%s",
+                recipe.describe_draw(
+                    train_set.labels,
+                    data.class_names,
+                    float(tc.class_balance or 0.0),
+                    tc.vae_fraction
+                    if "vae_fraction" in chosen and tc.vae_fraction == recipe.UNEVEN_VAE_FRACTION
+                    else None,
+                ),
             )
 
     def autocast():
