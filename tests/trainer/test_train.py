@@ -445,6 +445,18 @@ def test_an_uneven_labelled_data_set_draws_its_small_classes_more_often(tmp_path
         res = train(cfg, tmp_path / "r", progress=False)
     assert res.cfg is not None and res.cfg.train.class_balance == 0.5
     assert "classes of 2" in caplog.text and "drawn for training at its share" in caplog.text
+    assert "VAE stage takes" not in caplog.text  # 16x16 grey: the stage split is the grey recipe's
+
+    # the same classes as 64x64 RGB: the colour recipe's longer VAE stage, said in the run's first lines
+    big = np.kron(d.images[keep][..., 0], np.ones((4, 4), d.images.dtype))
+    np.savez(tmp_path / "uneven_rgb.npz", x=np.repeat(big[..., None], 3, -1), y=labels)
+    rgb = tiny_run_config(data=str(tmp_path / "uneven_rgb.npz"), max_steps=2)
+    rgb.model.image_size = 64
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="vaegan"):
+        res = train(rgb, tmp_path / "rgb", progress=False)
+    assert res.cfg is not None and res.cfg.train.vae_fraction == recipe.UNEVEN_VAE_FRACTION
+    assert "the VAE stage takes 60% of the budget" in caplog.text and "stages vae 60%" in caplog.text
     assert json.loads((tmp_path / "r" / "config.json").read_text())["train"]["class_balance"] == 0.5
 
 

@@ -227,7 +227,9 @@ def train(
                     data.class_names,
                     float(tc.class_balance or 0.0),
                     tc.vae_fraction
-                    if "vae_fraction" in chosen and tc.vae_fraction == recipe.UNEVEN_VAE_FRACTION
+                    if tc.mode == "vaegan"
+                    and "vae_fraction" in chosen
+                    and tc.vae_fraction == recipe.UNEVEN_VAE_FRACTION
                     else None,
                 ),
             )
