@@ -64,6 +64,13 @@ def class_spread(labels: np.ndarray | None) -> float:
     return float(counts.max() / counts.min())
 
 
+def uneven_balance(spread: float) -> float:
+    """The class draw (draw_weights' balance) for a data set whose largest class holds `spread` times
+    the images of its smallest: 0.5 where the classes are uneven, 0 (every image equally often)
+    otherwise. The trainer's recipe and the evaluation classifier both draw by it."""
+    return 0.5 if spread > UNEVEN else 0.0
+
+
 def draw_weights(labels: np.ndarray | None, balance: float) -> np.ndarray | None:
     """Per-image weights that draw each class at its share of the images to the power `balance`
     (0: every image equally often, None; 1: every class equally often)."""

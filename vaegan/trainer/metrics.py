@@ -28,13 +28,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from vaegan.trainer.data import UNEVEN, Dataset, class_spread, draw_weights, epoch_order, to_tensor_range
+from vaegan.trainer.data import (
+    UNEVEN,
+    Dataset,
+    class_spread,
+    draw_weights,
+    epoch_order,
+    to_tensor_range,
+    uneven_balance,
+)
 
 log = logging.getLogger(__name__)
 # 3: a reject class of degraded real images (blur, blends, noise); label-free data gets real/blur/blend/noise
 # 4: batch norm, four conv blocks
 # 5: a data set of uneven classes trains its classifier three times as long
-# 6: ... and draws its classes at their share to the power 0.5 (CLASS_BALANCE)
+# 6: ... and draws its classes at their share to the power 0.5, as the trainer does
 CLASSIFIER_VERSION = 6
 LABEL_METRICS = (
     "fd", "precision", "recall", "density", "coverage", "confident", "class_coverage", "class_kl",
@@ -47,14 +55,6 @@ EPOCHS = 8
 # held-out images, named right 0% vs 14%; degraded images still 99% rejected). Class-weighted loss
 # at 24 epochs was no better (0.794, 9 of 9, 0.018). Even data sets (digits, letters64) keep 8.
 UNEVEN_EPOCHS = 24
-# Drawn in proportion to their size, the small classes of an uneven data set were learnt or not by
-# chance: emoji64's classifier named none of its held-out activities images on one CPU (AVX-512) and
-# enough of them on another (AVX2). Drawn at their share to the power 0.5 (as the trainer draws them,
-# data.draw_weights), emoji64 on the AVX-512 CPU, split and seed 0 / 1: held-out images of the eight
-# smaller categories named right and confident 0.53 / 0.53 against 0.46 / 0.49 (activities 2 of 14 /
-# 0 of 4 against 0 / 0), of all categories 0.802 / 0.791 against 0.778 / 0.786; degraded images
-# rejected 0.976 / 0.974 against 0.995 / 0.989. Even data sets keep one permutation an epoch.
-CLASS_BALANCE = 0.5
 DEGRADED = ("blur", "blend", "noise")  # the kinds of image that are not like the data
 
 
@@ -186,7 +186,14 @@ def get_classifier(data: Dataset, epochs: int | None = None, seed: int = 0) -> C
             log.warning("classifier cache %s unusable (%s); retraining", path, e)
     train, val = classifier_split(data, seed)
     epochs = epochs or classifier_epochs(data.labels)
-    balance = CLASS_BALANCE if class_spread(data.labels) > UNEVEN else 0.0
+    # Drawn in proportion to their size, the small classes of an uneven data set were learnt or not by
+    # chance: emoji64's classifier named none of its held-out activities images on one CPU (AVX-512) and
+    # enough of them on another (AVX2). Drawn at their share to the power 0.5 (as the trainer draws them,
+    # data.draw_weights), emoji64 on the AVX-512 CPU, split and seed 0 / 1: held-out images of the eight
+    # smaller categories named right and confident 0.53 / 0.53 against 0.46 / 0.49 (activities 2 of 14 /
+    # 0 of 4 against 0 / 0), of all categories 0.802 / 0.791 against 0.778 / 0.786; degraded images
+    # rejected 0.976 / 0.974 against 0.995 / 0.989. Even data sets keep one permutation an epoch.
+    balance = uneven_balance(class_spread(data.labels))
     log.info(
         "training the evaluation classifier for %s (%d images, %d epochs%s, once: cached for every run on it)",
         data.source,

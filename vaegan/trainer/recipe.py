@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from vaegan.config import RunConfig
-from vaegan.trainer.data import UNEVEN, class_draw_shares
+from vaegan.trainer.data import class_draw_shares, uneven_balance
 
 UNEVEN_VAE_FRACTION = 0.6  # the VAE stage's share of a 64x64 RGB run on uneven classes (train_defaults)
 
@@ -46,7 +46,7 @@ def train_defaults(
     # against drawing every image equally often: all 9 categories on both seeds vs 8 / 7, FD 58.4 /
     # 56.8 vs 92.4 / 53.7, precision 0.673 / 0.719 vs 0.591 / 0.723, confident 0.653 / 0.688 vs
     # 0.686 / 0.649; recall 0.791 / 0.704 vs 0.802 / 0.775 and PSNR 0.7 dB lower (docs/experiments/colour.md)
-    class_balance = 0.5 if class_spread > UNEVEN else 0.0
+    class_balance = uneven_balance(class_spread)
     # 32 images a step, fewer for a small data set (at least 16 steps an epoch, batch norm needs 8)
     batch = 32 if n_images >= 512 else max(8, 1 << max(3, (n_images // 16).bit_length() - 1))
     if pixels <= 32 * 32:
