@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import docs as docs_tables  # noqa: E402
+from benchmarks.quality import TEMPERATURES  # noqa: E402
 from vaegan.bench.measure import provenance  # noqa: E402
 from vaegan.core.images import save_grid  # noqa: E402
 from vaegan.core.io import write_json  # noqa: E402
@@ -92,6 +94,15 @@ def copy_ratio(run: Path, ref, prior: str, n: int) -> float:
     return nn(prior_images(run, ref, prior, n)) / nn(ref.val.images[:n])
 
 
+def temperature_sweep(run: Path, ref, n: int, at_one: dict[str, float]) -> list[dict[str, float]]:
+    """The run's samples scored at each of the digits' sweep temperatures (at_one: its scores at 1), so
+    a VAE-GAN run can be held against the VAE of its seed at equal recall, as digits are."""
+    evals = [at_one] + [
+        evaluate_run(run, n=n, temperature=t, ref=ref, prior="fitted").metrics for t in TEMPERATURES[1:]
+    ]
+    return [{"temperature": t} | e for t, e in zip(TEMPERATURES, evals, strict=True)]
+
+
 def run_speed(run: Path) -> tuple[int, float]:
     """Steps and images/s averaged over the whole run (evaluation and checkpoints included)."""
     import json
@@ -123,9 +134,18 @@ def main() -> None:
             train_mode(args.data, args.time, mode, run)
     from vaegan.trainer.checkpoint import load_model
 
-    ref = reference_data(load_model(next(iter(runs.values())))[0])
+    # Each run is scored against its own split (its seed's): another seed's held-out images are partly
+    # the run's training images, and its PSNR and FD were flattered by them. The scale rows use the
+    # first run's (held-out real images that neither it nor the classifier trained on: scale_rows).
+    cfgs = {mode: load_model(run)[0] for mode, run in runs.items()}
+    refs: dict[int, Any] = {}
+    for cfg in cfgs.values():
+        if cfg.train.seed not in refs:
+            refs[cfg.train.seed] = reference_data(cfg)
+    ref_of = {mode: refs[cfg.train.seed] for mode, cfg in cfgs.items()}
     rows = {}
     for mode, run in runs.items():
+        ref = ref_of[mode]
         prior = "fitted" if mode != "gan" else "standard"  # as `vaegan sample` draws; the GAN has no encoder
         ev = evaluate_run(run, n=args.n, ref=ref, prior=prior)
         steps, speed = run_speed(run)
@@ -137,10 +157,13 @@ def main() -> None:
             "steps": steps,
             "img_per_s": speed,
         }
+        if mode.startswith("vaegan") and "vae" + mode.removeprefix("vaegan") in runs:
+            rows[mode]["sweep"] = temperature_sweep(run, ref, args.n, ev.metrics)
         save_grid(docs / f"quality_{name}_{mode}_prior.png", prior_images(run, ref, prior, 64, 1234), cols=8)
         _, recon = grids(run, docs, f"{name}_{mode}")
         if mode == "gan" and recon:  # no encoder is trained: its "reconstructions" mean nothing
             (docs / recon).unlink(missing_ok=True)
+    ref = next(iter(ref_of.values()))
     save_grid(docs / f"quality_{name}_real.png", ref.val.images[:64], cols=8)
     out = docs / "results" / f"quality_{name}.json"
     write_json(

@@ -106,3 +106,62 @@ def test_every_relative_link_and_picture_in_the_docs_exists():
             if not target.startswith(("http://", "https://")) and not (page.parent / target).exists():
                 broken.append(f"{page.relative_to(ROOT)} -> {target}")
     assert not broken, broken
+
+
+def _colour_results(matched_precision: float) -> dict:
+    """A colour results file: a VAE row and a VAE-GAN row of the same seed with a temperature sweep,
+    VAE-GAN behind on precision at temperature 1 and, at 0.7 (recall nearest the VAE's), at
+    matched_precision."""
+
+    def point(t: float, precision: float, recall: float) -> dict:
+        return {"temperature": t, "confident": 0.8, "fd": 50.0, "precision": precision, "recall": recall}
+
+    vaegan = {"confident": 0.8, "fd": 50.0, "precision": 0.80, "recall": 0.80, "sharpness": 1.02}
+    sweep = [point(1.0, 0.80, 0.80), point(0.85, 0.82, 0.76), point(0.7, matched_precision, 0.70)]
+    return {
+        "provenance": {"command": "c", "commit": "x", "date": "d", "machine": {"isa": "avx2"}},
+        "scale": {
+            "held-out real images": {
+                "confident": 0.86,
+                "precision": 0.98,
+                "class_coverage": 1.0,
+                "class_kl": 0.02,
+            }
+        },
+        "rows": {
+            "vae": {
+                "metrics": {
+                    "confident": 0.63,
+                    "fd": 149.0,
+                    "precision": 0.827,
+                    "recall": 0.69,
+                    "sharpness": 0.71,
+                },
+                "missing_classes": [],
+            },
+            "vaegan": {
+                "metrics": vaegan | {"class_coverage": 1.0, "class_kl": 0.03},
+                "missing_classes": [],
+                "sweep": [pt | {"sharpness": 1.0} for pt in sweep],
+            },
+        },
+    }
+
+
+def test_a_colour_vaegan_run_is_held_against_its_vae_at_equal_recall():
+    ahead, behind = _colour_results(0.835), _colour_results(0.81)
+    table = docs.colour_equal_recall(ahead)
+    assert "| vae | 1 | 0.630 | 149.000 | 0.827 | 0.690 | 0.710 |" in table
+    assert "| vaegan | 0.7 | 0.800 | 50.000 | 0.835 | 0.700 | 1.000 |" in table  # recall nearest 0.69
+    assert "- yes: vaegan at the recall of vae is ahead" in table
+    assert (
+        "- NO: vaegan at the recall of vae is ahead on FD, confident share, precision and sharpness (not on precision)"
+        in docs.colour_equal_recall(behind)
+    )
+    targets = docs.colour_targets(ahead)
+    assert (
+        "- NO: VAE-GAN ahead of VAE on FD, confident share, precision and sharpness, both at temperature 1"
+        in targets
+    )
+    assert "- yes: the same at the VAE's recall (VAE-GAN at temperature 0.7, recall 0.700 vs 0.690" in targets
+    assert "- NO: the same at the VAE's recall" in docs.colour_targets(behind)
